@@ -1,0 +1,1 @@
+"""Algorithm layer: hardware-aware training (torch), learning rules, device models, golden model."""

@@ -1,0 +1,198 @@
+"""Vectorized compute-in-memory matrix products in torch, exact to the numerics contract.
+
+All bit planes, weight slices, array polarities and subarrays of a layer go through one batched
+matrix product; partial sums are small integers, so float32 BLAS computes them exactly, and the
+ADC is a gather from a lookup table indexed by the partial sum. ``CIMLinear`` wraps the same
+arithmetic as a ``torch.nn.Module`` (straight-through gradients) for users' own models.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from .plan import AdcTable, IntegerPlan, uniform_adc
+
+_F32_EXACT = 2**24
+
+
+def slice_weights(w: Tensor, plan: IntegerPlan) -> Tensor:
+    """Cells of a weight matrix (K, N) as float32 (n_sub, rows, N * arrays * slices).
+
+    The last axis is ordered (column, array polarity, slice), slice 0 holding the LSBs.
+    """
+    c, n_slices = plan.cell_bits, plan.num_slices
+    w = w.to(torch.int64)
+    if plan.encoding == "differential":
+        mags = torch.stack([w.clamp(min=0), (-w).clamp(min=0)], dim=-1)  # (K, N, 2)
+    else:
+        mags = (w + 2 ** (plan.weight_bits - 1)).unsqueeze(-1)  # (K, N, 1)
+    shifts = torch.arange(n_slices, dtype=torch.int64) * c
+    cells = (mags.unsqueeze(-1) >> shifts) & ((1 << c) - 1)  # (K, N, Q, S)
+    k = w.shape[0]
+    n_sub = math.ceil(k / plan.rows)
+    flat = cells.reshape(k, -1).to(torch.float32)
+    flat = nn.functional.pad(flat, (0, 0, 0, n_sub * plan.rows - k))
+    return flat.view(n_sub, plan.rows, -1)
+
+
+def slice_coefficients(plan: IntegerPlan) -> Tensor:
+    """Signed weights 2**(cell_bits*s) of each (polarity, slice), float64."""
+    signs = [1.0, -1.0] if plan.encoding == "differential" else [1.0]
+    return torch.tensor(
+        [sg * 2.0 ** (plan.cell_bits * s) for sg in signs for s in range(plan.num_slices)],
+        dtype=torch.float64,
+    )
+
+
+def bit_planes(a: Tensor, bits: int, rows: int) -> Tensor:
+    """Inputs (B, K) as bit planes in subarray blocks: float32 (n_sub, bits * B, rows)."""
+    b, k = a.shape
+    n_sub = math.ceil(k / rows)
+    shifts = torch.arange(bits, dtype=torch.int64).view(bits, 1, 1)
+    planes = ((a.to(torch.int64).unsqueeze(0) >> shifts) & 1).to(torch.float32)
+    planes = nn.functional.pad(planes, (0, n_sub * rows - k))
+    return planes.view(bits * b, n_sub, rows).transpose(0, 1)
+
+
+def partial_sums(a: Tensor, cells: Tensor, plan: IntegerPlan) -> Tensor:
+    """Every column partial sum S: float32 (n_sub, bits * B, N * arrays * slices)."""
+    return torch.bmm(bit_planes(a, plan.activation_bits, plan.rows), cells)
+
+
+def adc_lookup(table: AdcTable, max_sum: int) -> Tensor:
+    return torch.from_numpy(table.lookup(max_sum)).to(torch.float32)
+
+
+def accumulate(converted: Tensor, batch: int, n_out: int, plan: IntegerPlan) -> Tensor:
+    """Shift-add over subarrays, bit planes, polarities and slices: int64 (B, N)."""
+    bits = plan.activation_bits
+    n_sub = converted.shape[0]
+    top = float(converted.max()) if converted.numel() else 0.0
+    exact32 = (2**bits - 1) * n_sub * top < _F32_EXACT
+    dt = torch.float32 if exact32 else torch.float64
+    summed = converted.to(dt).sum(0).view(bits, -1)
+    plane_w = (2.0 ** torch.arange(bits, dtype=dt)).view(1, bits)
+    per_slice = (plane_w @ summed).view(batch, n_out, -1).to(torch.float64)
+    y = per_slice @ slice_coefficients(plan)
+    return y.round().to(torch.int64)
+
+
+def cim_matmul(
+    a: Tensor,
+    cells: Tensor,
+    plan: IntegerPlan,
+    lut: Tensor,
+    n_out: int,
+    *,
+    read_noise: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """y = a @ W through the array: int64 (B, N), bit-exact with ``golden.cim_matvec``.
+
+    With ``read_noise`` > 0 each partial sum gets Gaussian noise of standard deviation
+    ``read_noise * sqrt(S * (2**cell_bits - 1))`` (cell conductances with relative noise) and the
+    ADC sees the noisy analog value.
+    """
+    ps = partial_sums(a, cells, plan)
+    max_sum = lut.numel() - 1
+    if read_noise > 0:
+        sigma = read_noise * torch.sqrt(ps * (2**plan.cell_bits - 1))
+        noise = torch.randn(ps.shape, generator=generator, dtype=torch.float32)
+        ps = torch.floor(ps + sigma * noise).clamp_(0, max_sum)
+    converted = lut[ps.to(torch.int64)]
+    y = accumulate(converted, a.shape[0], n_out, plan)
+    if plan.encoding == "offset-binary":
+        y = y - (2 ** (plan.weight_bits - 1)) * a.to(torch.int64).sum(1, keepdim=True)
+    return y
+
+
+def partial_sum_histogram(a: Tensor, cells: Tensor, plan: IntegerPlan) -> Tensor:
+    """Counts of every partial-sum value 0..max (for ADC range calibration)."""
+    ps = partial_sums(a, cells, plan).to(torch.int64).flatten()
+    return torch.bincount(ps, minlength=plan.max_partial_sum + 1)
+
+
+def percentile_from_histogram(hist: Tensor, percentile: float) -> int:
+    cdf = torch.cumsum(hist.to(torch.float64), 0)
+    k = int(torch.searchsorted(cdf, cdf[-1] * percentile / 100.0).item())
+    return max(1, min(k, hist.numel() - 1))
+
+
+class _StraightThrough(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, w: Tensor, y: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x, w)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, None]:  # type: ignore[override]
+        x, w = ctx.saved_tensors
+        return grad @ w, grad.t() @ x, None
+
+
+class CIMLinear(nn.Module):
+    """A bias-free linear layer computed as a CIM array: quantized inputs and weights, bit-serial
+    inputs, bit-sliced weights on ``rows``-row subarrays and an ADC on every column partial sum.
+
+    Gradients pass straight through the quantizers to the float weights (a
+    quantization-aware-training layer). Inputs are expected in [0, 1) (e.g. after a sigmoid or a
+    clipped ReLU); ``w_range`` is the real value of the largest weight.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        activation_bits: int = 8,
+        weight_bits: int = 8,
+        cell_bits: int = 2,
+        rows: int = 128,
+        adc_bits: int = 5,
+        adc_range: int | None = None,
+        encoding: str = "differential",
+        w_range: float = 1.0,
+    ) -> None:
+        super().__init__()
+        for name, v, lo in (("in_features", in_features, 1), ("out_features", out_features, 1),
+                            ("activation_bits", activation_bits, 1), ("weight_bits", weight_bits, 2),
+                            ("cell_bits", cell_bits, 1), ("rows", rows, 1), ("adc_bits", adc_bits, 1)):
+            if not isinstance(v, int) or v < lo:
+                raise ValueError(f"CIMLinear: {name}={v!r} must be an integer >= {lo}")
+        if weight_bits % cell_bits:
+            raise ValueError(f"CIMLinear: weight_bits={weight_bits} must be a multiple of cell_bits={cell_bits}")
+        if encoding not in ("differential", "offset-binary"):
+            raise ValueError(f"CIMLinear: encoding={encoding!r} must be 'differential' or 'offset-binary'")
+        if w_range <= 0:
+            raise ValueError(f"CIMLinear: w_range={w_range} must be > 0")
+        self.in_features, self.out_features = in_features, out_features
+        self.w_range = w_range
+        full = rows * (2**cell_bits - 1)
+        self.plan = IntegerPlan(
+            rule="bp", activation_bits=activation_bits, weight_bits=weight_bits, error_bits=8,
+            gradient_bits=8, rows=rows, cell_bits=cell_bits, encoding=encoding,
+            rounding="nearest", lfsr_seed=1, hash_seed=0,
+        )
+        table = uniform_adc(adc_bits, min(adc_range or full, full))
+        self.register_buffer("lut", adc_lookup(table, full), persistent=False)
+        bound = math.sqrt(6.0 / in_features)
+        self.weight = nn.Parameter(torch.empty(out_features, in_features).uniform_(-bound, bound))
+
+    def forward(self, x: Tensor) -> Tensor:
+        a_scale = 2**self.plan.activation_bits
+        w_scale = self.plan.w_max / self.w_range
+        with torch.no_grad():
+            a = torch.clamp(torch.floor(x * a_scale + 0.5), 0, a_scale - 1).to(torch.int64)
+            w = torch.clamp(torch.round(self.weight * w_scale), -self.plan.w_max, self.plan.w_max)
+            cells = slice_weights(w.t().to(torch.int64), self.plan)
+            y_int = cim_matmul(a.reshape(-1, self.in_features), cells, self.plan, self.lut, self.out_features)  # type: ignore[arg-type]
+            y = (y_int.to(x.dtype) / (a_scale * w_scale)).reshape(*x.shape[:-1], self.out_features)
+        return _StraightThrough.apply(x, self.weight, y)
+
+    def extra_repr(self) -> str:
+        p = self.plan
+        return (f"in={self.in_features}, out={self.out_features}, a_bits={p.activation_bits}, "
+                f"w_bits={p.weight_bits}, cell_bits={p.cell_bits}, rows={p.rows}")

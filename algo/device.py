@@ -1,0 +1,120 @@
+"""Synaptic device model for hardware-aware training: what the analog array does to the weights.
+
+Each weight is one device (a differential pair read as one signed value) whose normalized
+conductance ``g`` in [0, 1] maps to the weight ``(2g - 1) * w_max``. Effects, all optional:
+
+- limited levels: an update is a whole number of pulses, ``levels - 1`` pulses span the range;
+  fractional pulse counts round stochastically;
+- nonlinear, asymmetric update: potentiation follows
+  ``g(P) = (1 - exp(-P/A)) / (1 - exp(-1/A))`` over normalized pulse number P, depression the
+  mirrored curve, with ``A = 1/|nl|`` (nl = 0: linear). The presets' ``nl_ltp``/``nl_ltd`` are the
+  published NeuroSim nonlinearity labels used as this factor, which orders devices as NeuroSim
+  does but is not NeuroSim's exact A(NL) table;
+- cycle-to-cycle variation: Gaussian noise of ``c2c_sigma * sqrt(pulses)`` (fraction of the
+  range) on every programmed device;
+- device-to-device variation: a fixed per-device gain ``N(1, d2d_sigma)`` on the read weight;
+- stuck-at faults: a fixed fraction of devices stuck at 0 or at +-w_max;
+- read noise: relative conductance noise on every column read (applied in algo/cim.py).
+
+The RTL stays deterministic; this model lives only in the algorithm layer (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from insitu.config import DesignPoint
+
+
+@dataclass(frozen=True)
+class DeviceParams:
+    levels: int
+    nl_ltp: float
+    nl_ltd: float
+    c2c_sigma: float
+    d2d_sigma: float
+    read_noise_sigma: float
+    stuck_at_rate: float
+
+    @classmethod
+    def from_design(cls, dp: DesignPoint) -> DeviceParams:
+        from insitu.tech.loader import load_device
+
+        preset = load_device(dp.array.device)
+        a = dp.array
+
+        def pick(override: float | None, value: float) -> float:
+            return float(value if override is None else override)
+
+        return cls(
+            levels=int(preset.levels),
+            nl_ltp=pick(a.nl_ltp, preset.nl_ltp),
+            nl_ltd=pick(a.nl_ltd, preset.nl_ltd),
+            c2c_sigma=pick(a.c2c_sigma, preset.c2c_sigma),
+            d2d_sigma=pick(a.d2d_sigma, preset.d2d_sigma),
+            read_noise_sigma=pick(a.read_noise_sigma, preset.read_noise_sigma),
+            stuck_at_rate=pick(a.stuck_at_rate, preset.stuck_at_rate),
+        )
+
+
+def _curve(p: Tensor, nl: float) -> Tensor:
+    if abs(nl) < 1e-6:
+        return p
+    a = 1.0 / abs(nl)
+    return (1 - torch.exp(-p / a)) / (1 - math.exp(-1 / a))
+
+
+def _inverse(g: Tensor, nl: float) -> Tensor:
+    if abs(nl) < 1e-6:
+        return g
+    a = 1.0 / abs(nl)
+    return -a * torch.log1p(-g * (1 - math.exp(-1 / a)))
+
+
+class DeviceArray:
+    """Device state of one weight matrix."""
+
+    def __init__(self, w: Tensor, w_max: int, params: DeviceParams, generator: torch.Generator) -> None:
+        self.params = params
+        self.w_max = w_max
+        self.gen = generator
+        shape = w.shape
+        self.g = ((w.to(torch.float64) / w_max + 1) / 2).clamp(0, 1)
+        self.gain = (1 + params.d2d_sigma * torch.randn(shape, generator=generator, dtype=torch.float64)).clamp(min=0)
+        stuck = torch.rand(shape, generator=generator, dtype=torch.float64) < params.stuck_at_rate
+        high = torch.rand(shape, generator=generator, dtype=torch.float64) < 0.5
+        self.stuck = stuck
+        self.stuck_value = torch.where(high, torch.sign(torch.randn(shape, generator=generator)) * w_max, 0.0).to(torch.int64)
+
+    def read(self) -> Tensor:
+        w = torch.round((2 * self.g - 1) * self.w_max * self.gain).clamp(-self.w_max, self.w_max).to(torch.int64)
+        return torch.where(self.stuck, self.stuck_value, w)
+
+    def update(self, dw: Tensor) -> None:
+        """Apply the requested integer change ``dw`` (weight LSBs, sign = direction)."""
+        p = self.params
+        pulses_f = dw.to(torch.float64) * (p.levels - 1) / (2 * self.w_max)
+        floor = torch.floor(pulses_f)
+        pulses = floor + (torch.rand(dw.shape, generator=self.gen, dtype=torch.float64) < pulses_f - floor)
+        step = pulses / (p.levels - 1)
+        up = step > 0
+        down = step < 0
+        g = self.g
+        g_up = _curve((_inverse(g, p.nl_ltp) + step).clamp(0, 1), p.nl_ltp)
+        # Depression runs the mirrored curve from the top of the range.
+        g_down = 1 - _curve((_inverse(1 - g, p.nl_ltd) - step).clamp(0, 1), p.nl_ltd)
+        new = torch.where(up, g_up, torch.where(down, g_down, g))
+        if p.c2c_sigma > 0:
+            noise = torch.randn(g.shape, generator=self.gen, dtype=torch.float64)
+            new = new + (pulses != 0) * p.c2c_sigma * torch.sqrt(pulses.abs()) * noise
+        self.g = new.clamp(0, 1)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {"g": self.g, "gain": self.gain, "stuck": self.stuck, "stuck_value": self.stuck_value}
+
+    def load_state_dict(self, d: dict[str, Tensor]) -> None:
+        self.g, self.gain, self.stuck, self.stuck_value = d["g"], d["gain"], d["stuck"], d["stuck_value"]

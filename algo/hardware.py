@@ -1,0 +1,191 @@
+"""Hardware-aware training in torch: the integer contract, vectorized, plus the device model.
+
+With ``array.device_effects`` off this path is bit-exact with ``algo/golden.py`` (tested);
+with it on, the array reads weights through :class:`~insitu.algo.device.DeviceArray` (variation,
+faults, nonlinear updates) and partial sums carry read noise.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from insitu.config import DesignPoint
+
+from .cim import (
+    adc_lookup,
+    cim_matmul,
+    partial_sum_histogram,
+    percentile_from_histogram,
+    slice_weights,
+)
+from .device import DeviceArray, DeviceParams
+from .plan import IntegerPlan, make_plan, uniform_adc, weight_range_exponent
+
+M32 = 0xFFFFFFFF
+
+
+def _rshift_round(v: Tensor, s: int) -> Tensor:
+    return v << (-s) if s <= 0 else (v + (1 << (s - 1))) >> s
+
+
+def _sat(v: Tensor, bits: int) -> Tensor:
+    m = 2 ** (bits - 1) - 1
+    return v.clamp(-m, m)
+
+
+def _imatmul(a: Tensor, b: Tensor) -> Tensor:
+    """Exact integer product via float64 BLAS (operands of the contract stay far below 2**53)."""
+    return (a.to(torch.float64) @ b.to(torch.float64)).round().to(torch.int64)
+
+
+def _dither(layer: int, step: int, shape: tuple[int, int], seed: int) -> Tensor:
+    k = torch.arange(shape[0] * shape[1], dtype=torch.int64).view(shape)
+    x = ((k * 0x27D4EB2F) & M32) + (((step & M32) * 0x165667B1) & M32)
+    x = (x + ((layer * 0x61C88647) & M32) + (seed & M32)) & M32
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & M32
+    x = x ^ (x >> 15)
+    x = (x * 0x2C1B3C6D) & M32
+    return x ^ (x >> 16)
+
+
+def init_weights(dp: DesignPoint) -> list[Tensor]:
+    """He-uniform float weights quantized to the plan's weight grid (int64, (fan_in, fan_out))."""
+    gen = torch.Generator().manual_seed(dp.learning.seed)
+    w_max = 2 ** (dp.precision.weight_bits - 1) - 1
+    out = []
+    for fan_in, fan_out in zip(dp.network.layers[:-1], dp.network.layers[1:], strict=True):
+        bound = math.sqrt(6.0 / fan_in)
+        w = (torch.rand(fan_in, fan_out, generator=gen, dtype=torch.float64) * 2 - 1) * bound
+        scale = 2.0 ** (dp.precision.weight_bits - 1 - weight_range_exponent(fan_in))
+        out.append(torch.round(w * scale).clamp(-w_max, w_max).to(torch.int64))
+    return out
+
+
+class HardwareMLP:
+    """An MLP whose every layer runs on CIM subarrays under the integer contract."""
+
+    def __init__(self, dp: DesignPoint, plan: IntegerPlan | None = None, weights: list[Tensor] | None = None) -> None:
+        self.dp = dp
+        self.plan = plan or make_plan(dp)
+        self.weights = [w.clone() for w in (weights or init_weights(dp))]
+        self.step = 0
+        self.gen = torch.Generator().manual_seed(dp.learning.seed + 1)
+        self.devices: list[DeviceArray] | None = None
+        self.read_noise = 0.0
+        if dp.array.device_effects:
+            params = DeviceParams.from_design(dp)
+            self.read_noise = params.read_noise_sigma
+            self.devices = [DeviceArray(w, self.plan.w_max, params, self.gen) for w in self.weights]
+        self._refresh()
+
+    # -- arrays ---------------------------------------------------------------------------
+    def _refresh(self) -> None:
+        """Re-read the arrays after weights or the plan changed."""
+        read = [d.read() for d in self.devices] if self.devices else self.weights
+        self.read_weights = read
+        self.cells = [slice_weights(w, self.plan) for w in read]
+        self.luts = [adc_lookup(lp.adc, self.plan.max_partial_sum) for lp in self.plan.layers]
+
+    def calibrate_adc(self, a0: Tensor) -> list[int]:
+        """Set each layer's ADC range to the configured percentile of its partial sums."""
+        a = self.dp.array
+        if a.adc_range == "full-scale" or a.adc_model == "table":
+            return [self.plan.max_partial_sum] * len(self.weights)
+        ranges = []
+        x = a0
+        for i in range(len(self.weights)):
+            hist = partial_sum_histogram(x, self.cells[i], self.plan)
+            ranges.append(percentile_from_histogram(hist, a.adc_percentile))
+            if i < len(self.weights) - 1:
+                x = self._layer(x, i)
+        self.plan = self.plan.with_adc([uniform_adc(a.adc_bits, r) for r in ranges])
+        self._refresh()
+        return ranges
+
+    # -- forward --------------------------------------------------------------------------
+    def _matmul(self, x: Tensor, i: int) -> Tensor:
+        return cim_matmul(
+            x, self.cells[i], self.plan, self.luts[i], self.weights[i].shape[1],
+            read_noise=self.read_noise, generator=self.gen,
+        )
+
+    def _layer(self, x: Tensor, i: int) -> Tensor:
+        y = self._matmul(x, i)
+        return _rshift_round(y.clamp(min=0), self.plan.layers[i].out_shift).clamp(0, self.plan.a_max)
+
+    def forward(self, a0: Tensor) -> tuple[Tensor, list[Tensor]]:
+        hidden = []
+        x = a0.to(torch.int64)
+        for i in range(len(self.weights) - 1):
+            x = self._layer(x, i)
+            hidden.append(x)
+        y = self._matmul(x, len(self.weights) - 1)
+        o = _sat(_rshift_round(y, self.plan.layers[-1].out_shift), self.plan.error_bits)
+        return o, hidden
+
+    def predict(self, a0: Tensor, chunk: int = 256) -> Tensor:
+        return torch.cat([self.forward(a0[i : i + chunk])[0].argmax(1) for i in range(0, len(a0), chunk)])
+
+    # -- learning -------------------------------------------------------------------------
+    def train_step(self, a0: Tensor, labels: Tensor) -> tuple[Tensor, float]:
+        """One step of the configured rule; returns output codes and the mean squared error."""
+        plan = self.plan
+        a0 = a0.to(torch.int64)
+        o, hidden = self.forward(a0)
+        target = torch.zeros_like(o)
+        target[torch.arange(len(labels)), labels] = plan.target
+        e = _sat(o - target, plan.error_bits)
+        n = len(self.weights)
+        deltas: list[Tensor] = [e] * n
+        for i in range(n - 2, -1, -1):
+            if plan.rule == "bp":
+                u = _imatmul(deltas[i + 1], self.read_weights[i + 1].t())
+            else:
+                src = e if plan.rule == "dfa" else deltas[i + 1]
+                u = _imatmul(src, torch.from_numpy(plan.feedback(i).copy()))
+            deltas[i] = _sat(_rshift_round(u, plan.layers[i].delta_shift), plan.error_bits) * (hidden[i] > 0)
+        inputs = [a0, *hidden]
+        for i in range(n):
+            g = _imatmul(inputs[i].t(), deltas[i])
+            s = plan.layers[i].grad_shift
+            if s <= 0:
+                r = g << (-s)
+            elif plan.rounding == "nearest":
+                r = _rshift_round(g, s)
+            else:
+                words = _dither(i, self.step, (g.shape[0], g.shape[1]), plan.hash_seed)
+                r = (g + (words >> (32 - s) if s <= 32 else words << (s - 32))) >> s
+            dw = _sat(r, plan.gradient_bits)
+            if self.devices:
+                self.devices[i].update(dw.neg())
+            self.weights[i] = _sat(self.weights[i] - dw, plan.weight_bits)
+        self.step += 1
+        self._refresh()
+        mse = float((e.to(torch.float64) / plan.target).pow(2).sum(1).mean())
+        return o, mse
+
+    # -- state ----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "weights": self.weights,
+            "plan": self.plan.to_dict(),
+            "step": self.step,
+            "gen": self.gen.get_state(),
+            "devices": [d.state_dict() for d in self.devices] if self.devices else None,
+        }
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        self.weights = [w.clone() for w in d["weights"]]
+        self.plan = IntegerPlan.from_dict(d["plan"])
+        self.step = int(d["step"])
+        self.gen.set_state(d["gen"])
+        if self.devices and d["devices"]:
+            for dev, sd in zip(self.devices, d["devices"], strict=True):
+                dev.load_state_dict(sd)
+        self._refresh()

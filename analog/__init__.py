@@ -1,0 +1,1 @@
+"""Analog characterization layer (PySpice + ngspice): column and ADC sweeps into LUTs."""

@@ -1,0 +1,1 @@
+"""Co-simulation layer: RTL in the training loop, latency/energy/area reports."""

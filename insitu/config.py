@@ -1,0 +1,361 @@
+"""The design point: one typed, validated, immutable description of network, learning rule and chip.
+
+Every tool of the framework reads a :class:`DesignPoint`. Files are YAML or TOML, loaded as data
+with safe loaders; presets ship in ``insitu/presets``; ``--set a.b.c=value`` overrides apply on
+top. Every failure is a :class:`DesignError` whose message names the field, the value and what is
+allowed, so the CLI can print it and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+PRESET_DIR = Path(__file__).resolve().parent / "presets"
+TECH_NODE_DIR = Path(__file__).resolve().parent / "tech" / "nodes"
+TECH_DEVICE_DIR = Path(__file__).resolve().parent / "tech" / "devices"
+
+# Input features and classes of the datasets the framework knows, so that a design point whose
+# layer sizes cannot match its dataset fails at load time instead of mid-training.
+DATASET_SHAPES: dict[str, tuple[int, int]] = {
+    "digits": (64, 10),
+    "procedural": (40, 10),
+    "mnist": (784, 10),
+    "fashion-mnist": (784, 10),
+}
+
+
+class DesignError(ValueError):
+    """A design point that cannot be used; the message is meant for the user as is."""
+
+
+def _names(folder: Path) -> list[str]:
+    if not folder.is_dir():
+        return []
+    return sorted(p.stem for p in folder.glob("*.yaml"))
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class Network(_Section):
+    """Network topology and data."""
+
+    layers: tuple[int, ...] = Field(
+        default=(64, 128, 128, 10),
+        description="Layer widths from input features to classes, e.g. [784, 256, 256, 10].",
+    )
+    activation: Literal["relu"] = Field(
+        default="relu", description="Hidden activation (the integer contract defines ReLU)."
+    )
+    dataset: Literal["digits", "procedural", "mnist", "fashion-mnist"] = "digits"
+    data_dir: str | None = Field(
+        default=None, description="Folder of IDX files (torchvision names) for mnist/fashion-mnist."
+    )
+
+    @field_validator("layers")
+    @classmethod
+    def _layers(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if len(v) < 2:
+            raise ValueError("needs at least 2 entries (inputs and classes)")
+        for n in v:
+            if not 1 <= n <= 65536:
+                raise ValueError(f"every width must be in 1..65536, got {n}")
+        return v
+
+
+class Learning(_Section):
+    """Learning rule and optimizer."""
+
+    rule: Literal["bp", "fa", "dfa"] = "dfa"
+    mode: Literal["float", "hardware"] = Field(
+        default="float",
+        description="float: float32 training; hardware: the integer CIM contract (docs/numerics.md).",
+    )
+    optimizer: Literal["sgd", "momentum", "adam"] = Field(
+        default="adam", description="Float mode only; hardware mode applies integer SGD."
+    )
+    lr: float = Field(default=1e-3, gt=0, le=10, description="Float-mode learning rate.")
+    hardware_lr: float = Field(
+        default=0.125,
+        gt=0,
+        le=1,
+        description="Hardware-mode integer SGD step, rounded to a power of two (docs/numerics.md).",
+    )
+    batch_size: int = Field(default=32, ge=1, le=65536)
+    epochs: int = Field(default=20, ge=1, le=10000)
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    weight_decay: float = Field(default=0.0, ge=0, le=1)
+
+
+class Precision(_Section):
+    """Bit widths of every quantity on the chip (hardware mode)."""
+
+    activation_bits: int = Field(default=8, ge=1, le=16, description="Inputs and activations.")
+    weight_bits: int = Field(default=8, ge=2, le=16, description="Signed weights, sign included.")
+    error_bits: int = Field(default=8, ge=3, le=16, description="Signed errors/deltas.")
+    gradient_bits: int = Field(default=8, ge=2, le=16, description="Signed weight updates.")
+    rounding: Literal["nearest", "stochastic"] = Field(
+        default="stochastic",
+        description="Rounding of weight updates: nearest (half up) or hash-dithered stochastic.",
+    )
+
+
+class Array(_Section):
+    """Subarray geometry, ADC and synaptic device."""
+
+    rows: int = Field(default=128, ge=1, le=4096)
+    cols: int = Field(default=128, ge=1, le=4096)
+    cell_bits: int = Field(default=2, ge=1, le=8)
+    cols_per_adc: int = Field(default=8, ge=1, le=4096, description="Column mux ratio.")
+    adc_bits: int = Field(default=5, ge=1, le=16)
+    adc_model: Literal["ideal-uniform", "table"] = "ideal-uniform"
+    adc_table: str | None = Field(
+        default=None, description="JSON file of integer thresholds/levels when adc_model=table."
+    )
+    adc_range: Literal["calibrated", "full-scale"] = "calibrated"
+    adc_percentile: float = Field(default=99.9, gt=0, le=100)
+    weight_encoding: Literal["differential", "offset-binary"] = "differential"
+    device: str = Field(default="rram", description="Device preset: a file in tech/devices/.")
+    device_effects: bool = Field(
+        default=False,
+        description="Apply the device model (variation, noise, nonlinear update, faults); "
+        "off = deterministic digital stand-in, bit-exact with the golden model.",
+    )
+    d2d_sigma: float | None = Field(default=None, ge=0, le=1, description="None: preset value.")
+    c2c_sigma: float | None = Field(default=None, ge=0, le=1, description="None: preset value.")
+    read_noise_sigma: float | None = Field(default=None, ge=0, le=1)
+    nl_ltp: float | None = Field(default=None, ge=-20, le=20)
+    nl_ltd: float | None = Field(default=None, ge=-20, le=20)
+    stuck_at_rate: float | None = Field(default=None, ge=0, le=1)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        allowed = _names(TECH_DEVICE_DIR)
+        if allowed and v not in allowed:
+            raise ValueError(f"unknown device preset; allowed: {', '.join(allowed)}")
+        return v
+
+    @property
+    def max_partial_sum(self) -> int:
+        """Largest integer a column can produce for one input bit plane and one weight slice."""
+        return self.rows * (2**self.cell_bits - 1)
+
+    @property
+    def adc_full_scale_bits(self) -> int:
+        return math.ceil(math.log2(self.max_partial_sum + 1))
+
+
+class Chip(_Section):
+    """Chip organisation (NeuroSim-style hierarchy)."""
+
+    pes_per_tile: int = Field(default=4, ge=1, le=1024)
+    subarrays_per_pe: int = Field(default=4, ge=1, le=1024)
+    tiles: int | Literal["auto"] = "auto"
+    htree: bool = True
+    buffer_kib: int = Field(default=64, ge=1, le=1 << 20)
+    clock_mhz: float = Field(default=200.0, gt=0, le=10000)
+    dram: Literal["ddr4", "lpddr4", "hbm2", "none"] = "ddr4"
+    feedback_storage: Literal["lfsr", "stored"] = Field(
+        default="lfsr", description="Where the DFA/FA feedback matrices live."
+    )
+    lfsr_seed: int = Field(default=0xACE1, ge=1, le=2**32 - 1)
+
+
+class Tech(_Section):
+    """Technology node and operating point."""
+
+    node: str = Field(default="32nm", description="A file in tech/nodes/.")
+    vdd: float | None = Field(default=None, gt=0, le=5, description="None: the node's nominal.")
+    temperature_c: float = Field(default=27.0, ge=-55, le=150)
+    corner: Literal["tt", "ff", "ss", "fs", "sf"] = "tt"
+
+    @field_validator("node")
+    @classmethod
+    def _node(cls, v: str) -> str:
+        allowed = _names(TECH_NODE_DIR)
+        if allowed and v not in allowed:
+            raise ValueError(f"unknown technology node; allowed: {', '.join(allowed)}")
+        return v
+
+
+class DesignPoint(_Section):
+    """One design point: network + learning rule + chip. Every field has a default."""
+
+    name: str = "design"
+    network: Network = Network()
+    learning: Learning = Learning()
+    precision: Precision = Precision()
+    array: Array = Array()
+    chip: Chip = Chip()
+    tech: Tech = Tech()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DesignPoint:
+        a, p, n = self.array, self.precision, self.network
+        if p.weight_bits % a.cell_bits:
+            raise _Inconsistent(
+                "precision.weight_bits",
+                p.weight_bits,
+                f"a multiple of array.cell_bits={a.cell_bits} (weights are cut into whole cells)",
+            )
+        if a.adc_bits > a.adc_full_scale_bits:
+            raise _Inconsistent(
+                "array.adc_bits",
+                a.adc_bits,
+                f"at most {a.adc_full_scale_bits}: a {a.rows}-row column of {a.cell_bits}-bit "
+                f"cells produces partial sums 0..{a.max_partial_sum}",
+            )
+        if a.adc_model == "table" and not a.adc_table:
+            raise _Inconsistent("array.adc_table", None, "a file path when adc_model is 'table'")
+        if a.cols_per_adc > a.cols:
+            raise _Inconsistent("array.cols_per_adc", a.cols_per_adc, f"at most cols={a.cols}")
+        feat, classes = DATASET_SHAPES[n.dataset]
+        if n.layers[0] != feat or n.layers[-1] != classes:
+            raise _Inconsistent(
+                "network.layers",
+                list(n.layers),
+                f"first entry {feat} (features) and last entry {classes} (classes) "
+                f"for dataset '{n.dataset}'",
+            )
+        return self
+
+    @property
+    def num_slices(self) -> int:
+        """Weight slices per weight (cells per weight per array polarity)."""
+        return self.precision.weight_bits // self.array.cell_bits
+
+    def dump(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+class _Inconsistent(ValueError):
+    def __init__(self, field: str, value: object, allowed: str) -> None:
+        super().__init__(f"{field} = {value!r} is not allowed: must be {allowed}")
+        self.field = field
+
+
+def list_presets() -> list[str]:
+    return _names(PRESET_DIR)
+
+
+def _format_validation(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e["loc"])
+        ctx_err = e.get("ctx", {}).get("error")
+        if isinstance(ctx_err, _Inconsistent):
+            lines.append(str(ctx_err))
+            continue
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            section = _section_for(e["loc"][:-1])
+            allowed = ", ".join(section.model_fields) if section else "see `insitu config schema`"
+            lines.append(f"{loc}: unknown field; allowed fields here: {allowed}")
+        elif e["type"] == "literal_error":
+            lines.append(f"{loc} = {e['input']!r}: {msg}")
+        else:
+            lines.append(f"{loc} = {e['input']!r}: {msg}")
+    return "invalid design point:\n  " + "\n  ".join(lines)
+
+
+def _section_for(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] = DesignPoint
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None or not (
+            isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+        ):
+            return None
+        model = field.annotation
+    return model
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DesignError(f"cannot read design point file {path}: {exc.strerror}") from None
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml", ".json"):
+            data = yaml.safe_load(text)
+        else:
+            raise DesignError(f"design point file {path}: suffix must be .yaml, .yml, .toml or .json")
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
+        raise DesignError(f"design point file {path} is not valid: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise DesignError(f"design point file {path}: top level must be a mapping of sections")
+    return data
+
+
+def resolve_source(source: str | Path | None) -> dict[str, Any]:
+    """Raw data of a preset name or a file path (None: the default preset, digits)."""
+    if source is None:
+        source = "digits"
+    path = Path(source)
+    if str(source) in list_presets() and not path.exists():
+        return _read_file(PRESET_DIR / f"{source}.yaml")
+    if path.exists():
+        return _read_file(path)
+    raise DesignError(
+        f"design point {str(source)!r} is neither a preset ({', '.join(list_presets())}) "
+        "nor an existing file"
+    )
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse ``a.b.c=value``; the value is read as a YAML scalar or list (data only)."""
+    if "=" not in text:
+        raise DesignError(f"--set {text!r}: expected the form section.field=value")
+    key, _, raw = text.partition("=")
+    path = [k for k in key.strip().split(".") if k]
+    if not path:
+        raise DesignError(f"--set {text!r}: empty field name")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return path, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    out = json.loads(json.dumps(data))  # deep copy of plain data
+    for text in overrides:
+        path, value = parse_override(text)
+        node = out
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise DesignError(f"--set {text!r}: {part} is not a section")
+            node = child
+        node[path[-1]] = value
+    return out
+
+
+def validate(data: Mapping[str, Any]) -> DesignPoint:
+    try:
+        return DesignPoint.model_validate(dict(data))
+    except ValidationError as exc:
+        raise DesignError(_format_validation(exc)) from None
+
+
+def load(source: str | Path | None = None, overrides: Iterable[str] = ()) -> DesignPoint:
+    """Load a preset or file, apply ``--set`` overrides, validate."""
+    return validate(apply_overrides(resolve_source(source), overrides))
+
+
+def schema() -> dict[str, Any]:
+    return DesignPoint.model_json_schema()

@@ -1,0 +1,1 @@
+"""Technology data: nodes and device presets, each number with its published source."""
