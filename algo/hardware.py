@@ -17,7 +17,7 @@ from torch import Tensor
 from insitu.config import DesignPoint
 
 from .cim import (
-    adc_lookup,
+    Converter,
     cim_matmul,
     partial_sum_histogram,
     percentile_from_histogram,
@@ -90,7 +90,7 @@ class HardwareMLP:
         read = [d.read() for d in self.devices] if self.devices else self.weights
         self.read_weights = read
         self.cells = [slice_weights(w, self.plan) for w in read]
-        self.luts = [adc_lookup(lp.adc, self.plan.max_partial_sum) for lp in self.plan.layers]
+        self.adcs = [Converter(lp.adc, self.plan.max_partial_sum) for lp in self.plan.layers]
 
     def calibrate_adc(self, a0: Tensor) -> list[int]:
         """Set each layer's ADC range to the configured percentile of its partial sums."""
@@ -111,7 +111,7 @@ class HardwareMLP:
     # -- forward --------------------------------------------------------------------------
     def _matmul(self, x: Tensor, i: int) -> Tensor:
         return cim_matmul(
-            x, self.cells[i], self.plan, self.luts[i], self.weights[i].shape[1],
+            x, self.cells[i], self.plan, self.adcs[i], self.weights[i].shape[1],
             read_noise=self.read_noise, generator=self.gen,
         )
 

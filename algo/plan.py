@@ -55,19 +55,32 @@ class AdcTable:
 
 
 def uniform_adc(bits: int, full_range: int) -> AdcTable:
-    """Uniform ADC over 0..full_range with 2**bits levels, integer levels rounded half up.
+    """Uniform ADC over 0..full_range (M) with L = 2**bits codes.
 
-    When the range has no more values than the ADC has codes, the ADC is exact up to its top
-    code and clips above it.
+    ``code(S) = min(floor((2(L-1)S + M) / 2M), L-1)`` (S(L-1)/M rounded half up) and
+    ``level(c) = floor((2cM + L-1) / 2(L-1))`` (cM/(L-1) rounded half up); the thresholds are
+    the smallest S of each code, ``ceil((2i-1)M / 2(L-1))``. When M <= L-1 the ADC is exact up
+    to its top code and clips above it.
     """
     n = 2**bits
     if full_range < 1:
         raise PlanError(f"ADC range must be >= 1, got {full_range}")
     if full_range <= n - 1:
         return AdcTable(tuple(range(1, n)), tuple(range(n)))
-    levels = tuple((2 * c * full_range + (n - 1)) // (2 * (n - 1)) for c in range(n))
-    thresholds = tuple((levels[i - 1] + levels[i] + 1) // 2 for i in range(1, n))
+    m, d = full_range, 2 * (n - 1)
+    levels = tuple((2 * c * m + (n - 1)) // d for c in range(n))
+    thresholds = tuple(-((-(2 * i - 1) * m) // d) for i in range(1, n))
     return AdcTable(thresholds, levels)
+
+
+def uniform_parameters(table: AdcTable) -> tuple[int, int] | None:
+    """(bits, M) when ``table`` is exactly ``uniform_adc(bits, M)`` with M > L-1, else None."""
+    n = len(table.levels)
+    m = table.levels[-1]
+    if n < 2 or n & (n - 1) or m <= n - 1:
+        return None
+    bits = n.bit_length() - 1
+    return (bits, m) if uniform_adc(bits, m) == table else None
 
 
 def adc_from_file(path: str | Path, bits: int) -> AdcTable:

@@ -1,0 +1,143 @@
+"""The training run: epochs, evaluation, history, checkpoints, resume and summary.json.
+
+A checkpoint holds everything the next epoch depends on (weights, optimizer or integer state,
+random generators, history), written atomically after every epoch, so a killed run resumed with
+``resume=True`` ends with the same results as an uninterrupted one with the same seed.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from insitu.atomic import write_bytes_with, write_json
+from insitu.config import DesignError, DesignPoint
+
+from .data import Dataset, batches, load_dataset
+from .floatnet import FloatMLP
+from .hardware import HardwareMLP
+from .plan import quantize_inputs
+
+CHECKPOINT = "checkpoint.pt"
+SUMMARY = "summary.json"
+CALIBRATION_SAMPLES = 256
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+def build_model(dp: DesignPoint) -> FloatMLP | HardwareMLP:
+    return HardwareMLP(dp) if dp.learning.mode == "hardware" else FloatMLP(dp)
+
+
+def prepare_inputs(dp: DesignPoint, x: np.ndarray) -> torch.Tensor:
+    """Float mode: the pixels; hardware mode: the quantized integer inputs of the contract."""
+    if dp.learning.mode == "hardware":
+        return torch.from_numpy(quantize_inputs(x, dp.precision.activation_bits))
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+
+
+def _comparable(dp: DesignPoint) -> dict[str, Any]:
+    d = dp.dump()
+    d["learning"] = {k: v for k, v in d["learning"].items() if k != "epochs"}
+    return d
+
+
+def load_data(dp: DesignPoint) -> Dataset:
+    return load_dataset(dp.network.dataset, data_dir=dp.network.data_dir, seed=dp.learning.seed)
+
+
+def train(
+    dp: DesignPoint,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: Progress | None = None,
+    data: Dataset | None = None,
+) -> dict[str, Any]:
+    """Train the design point, writing checkpoints and ``summary.json`` into ``out_dir``."""
+    out = Path(out_dir)
+    torch.manual_seed(dp.learning.seed)
+    data = data or load_data(dp)
+    x_train, x_test = prepare_inputs(dp, data.x_train), prepare_inputs(dp, data.x_test)
+    y_train, y_test = torch.from_numpy(data.y_train), torch.from_numpy(data.y_test)
+    model = build_model(dp)
+    history: list[dict[str, Any]] = []
+    start_epoch = 0
+    elapsed = 0.0
+    ckpt_path = out / CHECKPOINT
+    if resume and ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, weights_only=False)
+        if _comparable(DesignPoint.model_validate(ckpt["design"])) != _comparable(dp):
+            raise DesignError(
+                f"--resume: {ckpt_path} was written for a different design point; "
+                "only learning.epochs may change on resume (use a new --out folder)"
+            )
+        model.load_state_dict(ckpt["model"])
+        history = ckpt["history"]
+        start_epoch = ckpt["epoch"]
+        elapsed = ckpt["elapsed"]
+    elif ckpt_path.exists() and not resume:
+        raise DesignError(f"{out} already holds a run (checkpoint.pt): pass --resume or a new --out")
+
+    for epoch in range(start_epoch, dp.learning.epochs):
+        t0 = time.perf_counter()
+        if isinstance(model, HardwareMLP):
+            model.calibrate_adc(x_train[:CALIBRATION_SAMPLES])
+        correct = seen = 0
+        loss_sum = 0.0
+        n_batches = -(-len(x_train) // dp.learning.batch_size)
+        for b, (idx, _) in enumerate(
+            batches(np.arange(len(x_train)), data.y_train, dp.learning.batch_size, seed=dp.learning.seed, epoch=epoch)
+        ):
+            xb, yb = x_train[idx], y_train[idx]
+            out_b, loss = model.train_step(xb, yb)
+            correct += int((out_b.argmax(1) == yb).sum())
+            seen += len(yb)
+            loss_sum += loss * len(yb)
+            if progress:
+                progress({"epoch": epoch, "batch": b + 1, "batches": n_batches,
+                          "loss": loss_sum / seen, "train_accuracy": correct / seen})
+        test_acc = float((model.predict(x_test) == y_test).double().mean())
+        elapsed += time.perf_counter() - t0
+        record = {"epoch": epoch + 1, "loss": loss_sum / seen, "train_accuracy": correct / seen,
+                  "test_accuracy": test_acc, "seconds": time.perf_counter() - t0}
+        history.append(record)
+        if progress:
+            progress({"epoch_done": record})
+        state = {"design": dp.dump(), "model": model.state_dict(), "history": history,
+                 "epoch": epoch + 1, "elapsed": elapsed}
+
+        def _save(f: Any, state: dict[str, Any] = state) -> None:
+            buf = io.BytesIO()
+            torch.save(state, buf)
+            f.write(buf.getvalue())
+
+        write_bytes_with(ckpt_path, _save)
+
+    last = history[-1] if history else {}
+    summary: dict[str, Any] = {
+        "command": "train",
+        "test_accuracy": last.get("test_accuracy"),
+        "train_accuracy": last.get("train_accuracy"),
+        "train_accuracy_note": "running accuracy over the last epoch's training batches",
+        "epochs": len(history),
+        "history": history,
+        "wall_time_s": elapsed,
+        "design": dp.dump(),
+    }
+    if isinstance(model, HardwareMLP):
+        summary["integer_plan"] = {
+            "layers": [
+                {"fan_in": lp.fan_in, "fan_out": lp.fan_out, "w_frac": lp.w_frac, "out_shift": lp.out_shift,
+                 "delta_shift": lp.delta_shift, "grad_shift": lp.grad_shift, "adc_range": lp.adc.levels[-1]}
+                for lp in model.plan.layers
+            ]
+        }
+    write_json(out / SUMMARY, summary)
+    return summary

@@ -1,0 +1,168 @@
+"""The ``insitu`` command line: design points, training, and (later) the other layers' tools.
+
+Every command takes a design point (preset name or file) and ``--set a.b.c=value`` overrides.
+A bad design point or bad input prints one clear message and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from . import config
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="insitu: co-design compute-in-memory chips that learn on-chip (BP, FA, DFA).",
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(no_args_is_help=True, help="Show design points and their schema.")
+app.add_typer(config_app, name="config")
+
+err = Console(stderr=True, soft_wrap=True)
+out = Console()
+
+DesignArg = Annotated[
+    str, typer.Argument(help="Preset name (" + ", ".join(config.list_presets()) + ") or a YAML/TOML file.")
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override a field: section.field=value (repeatable)."),
+]
+
+
+class UsageError(Exception):
+    """Bad user input other than the design point (paths, data)."""
+
+
+def _load(design: str, sets: list[str] | None) -> config.DesignPoint:
+    return config.load(design, sets or [])
+
+
+@config_app.command("show")
+def config_show(
+    design: DesignArg = "digits",
+    set_: SetOpt = None,
+    fmt: Annotated[str, typer.Option("--format", help="yaml or json")] = "yaml",
+) -> None:
+    """Print the resolved design point (defaults, preset, file and overrides applied)."""
+    dp = _load(design, set_)
+    if fmt not in ("yaml", "json"):
+        raise config.DesignError(f"--format = {fmt!r} is not allowed: must be 'yaml' or 'json'")
+    data = dp.dump()
+    if fmt == "json":
+        out.print_json(json.dumps(data))
+    else:
+        sys.stdout.write(yaml.safe_dump(data, sort_keys=False))
+
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """Print the JSON schema of design points."""
+    sys.stdout.write(json.dumps(config.schema(), indent=2) + "\n")
+
+
+@config_app.command("presets")
+def config_presets() -> None:
+    """List the shipped presets."""
+    for name in config.list_presets():
+        sys.stdout.write(name + "\n")
+
+
+@app.command()
+def train(
+    design: DesignArg = "digits",
+    set_: SetOpt = None,
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for checkpoints and summary.json.")] = Path(
+        "runs/train"
+    ),
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the folder's last checkpoint.")] = False,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Folder of MNIST/Fashion-MNIST IDX files.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Train the design point's network with its learning rule (float or hardware-aware)."""
+    sets = list(set_ or [])
+    if data_dir is not None:
+        if not data_dir.is_dir():
+            raise UsageError(f"--data-dir {data_dir}: not a folder")
+        sets.append(f"network.data_dir={data_dir}")
+    dp = _load(design, sets)
+    from insitu.algo.data import DatasetError
+    from insitu.algo.train import train as run_train
+
+    try:
+        if quiet:
+            summary = run_train(dp, out_dir, resume=resume)
+        else:
+            summary = _train_with_progress(dp, out_dir, resume, run_train)
+    except DatasetError as exc:
+        raise UsageError(str(exc)) from None
+    except KeyboardInterrupt:
+        err.print(f"[yellow]interrupted[/]: finished epochs are saved; continue with "
+                  f"`insitu train {design} --out {out_dir} --resume`")
+        raise typer.Exit(130) from None
+    acc = summary["test_accuracy"]
+    out.print(
+        f"[bold]{dp.learning.rule.upper()}[/] {dp.learning.mode} on {dp.network.dataset}: "
+        f"test accuracy {acc:.2%}, train accuracy {summary['train_accuracy']:.2%}, "
+        f"{summary['epochs']} epochs in {summary['wall_time_s']:.1f} s -> {out_dir / 'summary.json'}"
+    )
+
+
+def _train_with_progress(dp: config.DesignPoint, out_dir: Path, resume: bool, run_train: Any) -> dict[str, Any]:
+    columns = (
+        TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[acc]:.2%}  test {task.fields[test]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err, transient=False) as bar:
+        task = bar.add_task("train", total=None, epoch=0, epochs=dp.learning.epochs, loss=0.0, acc=0.0, test="-")
+
+        def on_progress(ev: dict[str, Any]) -> None:
+            if "epoch_done" in ev:
+                rec = ev["epoch_done"]
+                bar.update(task, test=f"{rec['test_accuracy']:.2%}")
+                return
+            bar.update(task, completed=ev["batch"], total=ev["batches"], epoch=ev["epoch"] + 1,
+                       loss=ev["loss"], acc=ev["train_accuracy"])
+
+        result: dict[str, Any] = run_train(dp, out_dir, resume=resume, progress=on_progress)
+        return result
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except config.DesignError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False, markup=True)
+        sys.exit(2)
+    except UsageError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        sys.exit(130)
+    except Exception as exc:  # click usage errors carry their own exit code
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(2)
+        raise
+
+
+if __name__ == "__main__":
+    main()
