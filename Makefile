@@ -35,10 +35,11 @@ $(BIN)/python:
 venv: .stamp-venv
 
 demo: setup
-	$(BIN)/insitu train digits --out runs/demo-dfa --set learning.rule=dfa
-	$(BIN)/insitu train digits --out runs/demo-bp --set learning.rule=bp
-	$(BIN)/insitu train digits --out runs/demo-dfa-hw --set learning.rule=dfa --set learning.mode=hardware
-	$(BIN)/python -m insitu.compare runs/demo-bp runs/demo-dfa runs/demo-dfa-hw
+	$(BIN)/insitu train digits --out runs/demo-dfa --resume --set learning.rule=dfa
+	$(BIN)/insitu train digits --out runs/demo-bp --resume --set learning.rule=bp
+	$(BIN)/insitu train digits --out runs/demo-bp-hw --resume --set learning.rule=bp --set learning.mode=hardware
+	$(BIN)/insitu train digits --out runs/demo-dfa-hw --resume --set learning.rule=dfa --set learning.mode=hardware
+	$(BIN)/insitu compare runs/demo-bp runs/demo-dfa runs/demo-bp-hw runs/demo-dfa-hw
 
 test: setup
 	$(BIN)/pytest -q -n 2

@@ -81,7 +81,9 @@ class Converter:
             self.identity_top = float(n - 1)
         if self.uniform:
             _, m = self.uniform
-            self.dtype = torch.float32 if 2 * (n - 1) * (max_sum + m) < _F32_EXACT else torch.float64
+            self.dtype = (
+                torch.float32 if 2 * (n - 1) * (max_sum + m) < _F32_EXACT else torch.float64
+            )
 
     def __call__(self, s: Tensor) -> Tensor:
         if self.identity_top is not None:
@@ -154,12 +156,12 @@ def percentile_from_histogram(hist: Tensor, percentile: float) -> int:
 
 class _StraightThrough(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor, w: Tensor, y: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx, x: Tensor, w: Tensor, y: Tensor) -> Tensor:
         ctx.save_for_backward(x, w)
         return y
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, None]:  # type: ignore[override]
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, None]:
         x, w = ctx.saved_tensors
         return grad @ w, grad.t() @ x, None
 
@@ -188,24 +190,42 @@ class CIMLinear(nn.Module):
         w_range: float = 1.0,
     ) -> None:
         super().__init__()
-        for name, v, lo in (("in_features", in_features, 1), ("out_features", out_features, 1),
-                            ("activation_bits", activation_bits, 1), ("weight_bits", weight_bits, 2),
-                            ("cell_bits", cell_bits, 1), ("rows", rows, 1), ("adc_bits", adc_bits, 1)):
+        for name, v, lo in (
+            ("in_features", in_features, 1),
+            ("out_features", out_features, 1),
+            ("activation_bits", activation_bits, 1),
+            ("weight_bits", weight_bits, 2),
+            ("cell_bits", cell_bits, 1),
+            ("rows", rows, 1),
+            ("adc_bits", adc_bits, 1),
+        ):
             if not isinstance(v, int) or v < lo:
                 raise ValueError(f"CIMLinear: {name}={v!r} must be an integer >= {lo}")
         if weight_bits % cell_bits:
-            raise ValueError(f"CIMLinear: weight_bits={weight_bits} must be a multiple of cell_bits={cell_bits}")
+            raise ValueError(
+                f"CIMLinear: weight_bits={weight_bits} must be a multiple of cell_bits={cell_bits}"
+            )
         if encoding not in ("differential", "offset-binary"):
-            raise ValueError(f"CIMLinear: encoding={encoding!r} must be 'differential' or 'offset-binary'")
+            raise ValueError(
+                f"CIMLinear: encoding={encoding!r} must be 'differential' or 'offset-binary'"
+            )
         if w_range <= 0:
             raise ValueError(f"CIMLinear: w_range={w_range} must be > 0")
         self.in_features, self.out_features = in_features, out_features
         self.w_range = w_range
         full = rows * (2**cell_bits - 1)
         self.plan = IntegerPlan(
-            rule="bp", activation_bits=activation_bits, weight_bits=weight_bits, error_bits=8,
-            gradient_bits=8, rows=rows, cell_bits=cell_bits, encoding=encoding,
-            rounding="nearest", lfsr_seed=1, hash_seed=0,
+            rule="bp",
+            activation_bits=activation_bits,
+            weight_bits=weight_bits,
+            error_bits=8,
+            gradient_bits=8,
+            rows=rows,
+            cell_bits=cell_bits,
+            encoding=encoding,
+            rounding="nearest",
+            lfsr_seed=1,
+            hash_seed=0,
         )
         table = uniform_adc(adc_bits, min(adc_range or full, full))
         self.adc = Converter(table, full)
@@ -219,11 +239,15 @@ class CIMLinear(nn.Module):
             a = torch.clamp(torch.floor(x * a_scale + 0.5), 0, a_scale - 1).to(torch.int64)
             w = torch.clamp(torch.round(self.weight * w_scale), -self.plan.w_max, self.plan.w_max)
             cells = slice_weights(w.t().to(torch.int64), self.plan)
-            y_int = cim_matmul(a.reshape(-1, self.in_features), cells, self.plan, self.adc, self.out_features)
+            y_int = cim_matmul(
+                a.reshape(-1, self.in_features), cells, self.plan, self.adc, self.out_features
+            )
             y = (y_int.to(x.dtype) / (a_scale * w_scale)).reshape(*x.shape[:-1], self.out_features)
         return _StraightThrough.apply(x, self.weight, y)
 
     def extra_repr(self) -> str:
         p = self.plan
-        return (f"in={self.in_features}, out={self.out_features}, a_bits={p.activation_bits}, "
-                f"w_bits={p.weight_bits}, cell_bits={p.cell_bits}, rows={p.rows}")
+        return (
+            f"in={self.in_features}, out={self.out_features}, a_bits={p.activation_bits}, "
+            f"w_bits={p.weight_bits}, cell_bits={p.cell_bits}, rows={p.rows}"
+        )

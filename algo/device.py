@@ -78,20 +78,30 @@ def _inverse(g: Tensor, nl: float) -> Tensor:
 class DeviceArray:
     """Device state of one weight matrix."""
 
-    def __init__(self, w: Tensor, w_max: int, params: DeviceParams, generator: torch.Generator) -> None:
+    def __init__(
+        self, w: Tensor, w_max: int, params: DeviceParams, generator: torch.Generator
+    ) -> None:
         self.params = params
         self.w_max = w_max
         self.gen = generator
         shape = w.shape
         self.g = ((w.to(torch.float64) / w_max + 1) / 2).clamp(0, 1)
-        self.gain = (1 + params.d2d_sigma * torch.randn(shape, generator=generator, dtype=torch.float64)).clamp(min=0)
+        self.gain = (
+            1 + params.d2d_sigma * torch.randn(shape, generator=generator, dtype=torch.float64)
+        ).clamp(min=0)
         stuck = torch.rand(shape, generator=generator, dtype=torch.float64) < params.stuck_at_rate
         high = torch.rand(shape, generator=generator, dtype=torch.float64) < 0.5
         self.stuck = stuck
-        self.stuck_value = torch.where(high, torch.sign(torch.randn(shape, generator=generator)) * w_max, 0.0).to(torch.int64)
+        self.stuck_value = torch.where(
+            high, torch.sign(torch.randn(shape, generator=generator)) * w_max, 0.0
+        ).to(torch.int64)
 
     def read(self) -> Tensor:
-        w = torch.round((2 * self.g - 1) * self.w_max * self.gain).clamp(-self.w_max, self.w_max).to(torch.int64)
+        w = (
+            torch.round((2 * self.g - 1) * self.w_max * self.gain)
+            .clamp(-self.w_max, self.w_max)
+            .to(torch.int64)
+        )
         return torch.where(self.stuck, self.stuck_value, w)
 
     def update(self, dw: Tensor) -> None:
@@ -99,7 +109,9 @@ class DeviceArray:
         p = self.params
         pulses_f = dw.to(torch.float64) * (p.levels - 1) / (2 * self.w_max)
         floor = torch.floor(pulses_f)
-        pulses = floor + (torch.rand(dw.shape, generator=self.gen, dtype=torch.float64) < pulses_f - floor)
+        pulses = floor + (
+            torch.rand(dw.shape, generator=self.gen, dtype=torch.float64) < pulses_f - floor
+        )
         step = pulses / (p.levels - 1)
         up = step > 0
         down = step < 0
@@ -114,7 +126,17 @@ class DeviceArray:
         self.g = new.clamp(0, 1)
 
     def state_dict(self) -> dict[str, Tensor]:
-        return {"g": self.g, "gain": self.gain, "stuck": self.stuck, "stuck_value": self.stuck_value}
+        return {
+            "g": self.g,
+            "gain": self.gain,
+            "stuck": self.stuck,
+            "stuck_value": self.stuck_value,
+        }
 
     def load_state_dict(self, d: dict[str, Tensor]) -> None:
-        self.g, self.gain, self.stuck, self.stuck_value = d["g"], d["gain"], d["stuck"], d["stuck_value"]
+        self.g, self.gain, self.stuck, self.stuck_value = (
+            d["g"],
+            d["gain"],
+            d["stuck"],
+            d["stuck_value"],
+        )

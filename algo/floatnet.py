@@ -30,10 +30,15 @@ class FloatMLP:
             bound = math.sqrt(6.0 / fan_in)
             w = (torch.rand(fan_in, fan_out, generator=gen, dtype=torch.float64) * 2 - 1) * bound
             self.weights.append(w.to(torch.float32))
-        self.feedback = [
-            torch.from_numpy(self.plan.feedback(i).copy()).to(torch.float32) * 2.0 ** -self.plan.layers[i].delta_shift
-            for i in range(len(self.weights) - 1)
-        ] if self.plan.rule != "bp" else []
+        self.feedback = (
+            [
+                torch.from_numpy(self.plan.feedback(i).copy()).to(torch.float32)
+                * 2.0 ** -self.plan.layers[i].delta_shift
+                for i in range(len(self.weights) - 1)
+            ]
+            if self.plan.rule != "bp"
+            else []
+        )
         lr, opt = dp.learning.lr, dp.learning.optimizer
         wd = dp.learning.weight_decay
         self.opt: torch.optim.Optimizer
@@ -53,7 +58,9 @@ class FloatMLP:
         return h @ self.weights[-1], hidden
 
     def predict(self, x: Tensor, chunk: int = 4096) -> Tensor:
-        return torch.cat([self.forward(x[i : i + chunk])[0].argmax(1) for i in range(0, len(x), chunk)])
+        return torch.cat(
+            [self.forward(x[i : i + chunk])[0].argmax(1) for i in range(0, len(x), chunk)]
+        )
 
     def train_step(self, x: Tensor, labels: Tensor) -> tuple[Tensor, float]:
         """One step; returns logits and the mean cross-entropy."""

@@ -40,7 +40,9 @@ def dither_hash(layer: int, step: int, shape: tuple[int, int], seed: int) -> np.
     return x
 
 
-def round_gradient(g: np.ndarray, s: int, rounding: str, layer: int, step: int, seed: int) -> np.ndarray:
+def round_gradient(
+    g: np.ndarray, s: int, rounding: str, layer: int, step: int, seed: int
+) -> np.ndarray:
     if s <= 0:
         return g << (-s)
     if rounding == "nearest":
@@ -85,7 +87,9 @@ def cim_matvec(a: np.ndarray, w: np.ndarray, plan: IntegerPlan, layer: int) -> n
     return y
 
 
-def forward(plan: IntegerPlan, weights: list[np.ndarray], a0: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+def forward(
+    plan: IntegerPlan, weights: list[np.ndarray], a0: np.ndarray
+) -> tuple[np.ndarray, list[np.ndarray]]:
     """Output codes o and the hidden activations h_0..h_{L-2}."""
     hidden: list[np.ndarray] = []
     a = np.asarray(a0, dtype=np.int64)
@@ -107,7 +111,9 @@ def output_error(plan: IntegerPlan, o: np.ndarray, labels: np.ndarray) -> np.nda
     return sat_signed(o - target, plan.error_bits)
 
 
-def deltas(plan: IntegerPlan, weights: list[np.ndarray], e: np.ndarray, hidden: list[np.ndarray]) -> list[np.ndarray]:
+def deltas(
+    plan: IntegerPlan, weights: list[np.ndarray], e: np.ndarray, hidden: list[np.ndarray]
+) -> list[np.ndarray]:
     n = len(weights)
     out: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * n
     out[-1] = e

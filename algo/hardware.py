@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -70,7 +69,9 @@ def init_weights(dp: DesignPoint) -> list[Tensor]:
 class HardwareMLP:
     """An MLP whose every layer runs on CIM subarrays under the integer contract."""
 
-    def __init__(self, dp: DesignPoint, plan: IntegerPlan | None = None, weights: list[Tensor] | None = None) -> None:
+    def __init__(
+        self, dp: DesignPoint, plan: IntegerPlan | None = None, weights: list[Tensor] | None = None
+    ) -> None:
         self.dp = dp
         self.plan = plan or make_plan(dp)
         self.weights = [w.clone() for w in (weights or init_weights(dp))]
@@ -111,13 +112,20 @@ class HardwareMLP:
     # -- forward --------------------------------------------------------------------------
     def _matmul(self, x: Tensor, i: int) -> Tensor:
         return cim_matmul(
-            x, self.cells[i], self.plan, self.adcs[i], self.weights[i].shape[1],
-            read_noise=self.read_noise, generator=self.gen,
+            x,
+            self.cells[i],
+            self.plan,
+            self.adcs[i],
+            self.weights[i].shape[1],
+            read_noise=self.read_noise,
+            generator=self.gen,
         )
 
     def _layer(self, x: Tensor, i: int) -> Tensor:
         y = self._matmul(x, i)
-        return _rshift_round(y.clamp(min=0), self.plan.layers[i].out_shift).clamp(0, self.plan.a_max)
+        return _rshift_round(y.clamp(min=0), self.plan.layers[i].out_shift).clamp(
+            0, self.plan.a_max
+        )
 
     def forward(self, a0: Tensor) -> tuple[Tensor, list[Tensor]]:
         hidden = []
@@ -130,7 +138,9 @@ class HardwareMLP:
         return o, hidden
 
     def predict(self, a0: Tensor, chunk: int = 256) -> Tensor:
-        return torch.cat([self.forward(a0[i : i + chunk])[0].argmax(1) for i in range(0, len(a0), chunk)])
+        return torch.cat(
+            [self.forward(a0[i : i + chunk])[0].argmax(1) for i in range(0, len(a0), chunk)]
+        )
 
     # -- learning -------------------------------------------------------------------------
     def train_step(self, a0: Tensor, labels: Tensor) -> tuple[Tensor, float]:
@@ -149,7 +159,9 @@ class HardwareMLP:
             else:
                 src = e if plan.rule == "dfa" else deltas[i + 1]
                 u = _imatmul(src, torch.from_numpy(plan.feedback(i).copy()))
-            deltas[i] = _sat(_rshift_round(u, plan.layers[i].delta_shift), plan.error_bits) * (hidden[i] > 0)
+            deltas[i] = _sat(_rshift_round(u, plan.layers[i].delta_shift), plan.error_bits) * (
+                hidden[i] > 0
+            )
         inputs = [a0, *hidden]
         for i in range(n):
             g = _imatmul(inputs[i].t(), deltas[i])

@@ -88,11 +88,15 @@ def adc_from_file(path: str | Path, bits: int) -> AdcTable:
     p = Path(path)
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
-        table = AdcTable(tuple(int(t) for t in data["thresholds"]), tuple(int(v) for v in data["levels"]))
+        table = AdcTable(
+            tuple(int(t) for t in data["thresholds"]), tuple(int(v) for v in data["levels"])
+        )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise PlanError(f"ADC table {p}: {exc}") from None
     if len(table.levels) != 2**bits:
-        raise PlanError(f"ADC table {p}: has {len(table.levels)} levels, array.adc_bits={bits} needs {2**bits}")
+        raise PlanError(
+            f"ADC table {p}: has {len(table.levels)} levels, array.adc_bits={bits} needs {2**bits}"
+        )
     return table
 
 
@@ -159,7 +163,8 @@ class IntegerPlan:
 
     def with_adc(self, tables: list[AdcTable]) -> IntegerPlan:
         return replace(
-            self, layers=tuple(replace(lp, adc=t) for lp, t in zip(self.layers, tables, strict=True))
+            self,
+            layers=tuple(replace(lp, adc=t) for lp, t in zip(self.layers, tables, strict=True)),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -168,7 +173,12 @@ class IntegerPlan:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> IntegerPlan:
         layers = tuple(
-            LayerPlan(**{**lp, "adc": AdcTable(tuple(lp["adc"]["thresholds"]), tuple(lp["adc"]["levels"]))})
+            LayerPlan(
+                **{
+                    **lp,
+                    "adc": AdcTable(tuple(lp["adc"]["thresholds"]), tuple(lp["adc"]["levels"])),
+                }
+            )
             for lp in d["layers"]
         )
         return cls(**{**d, "layers": layers})
@@ -208,10 +218,7 @@ def make_plan(dp: DesignPoint, adc_ranges: list[int] | None = None) -> IntegerPl
             d_frac[i] = (E - 2) if lr.rule == "dfa" else d_frac[i + 1]
     layers = []
     for i in range(n_layers):
-        if adc_ranges is not None:
-            rng = adc_ranges[i]
-        else:
-            rng = full
+        rng = adc_ranges[i] if adc_ranges is not None else full
         if a.adc_model == "table" and a.adc_table:
             adc = adc_from_file(a.adc_table, a.adc_bits)
         else:
@@ -246,6 +253,6 @@ def make_plan(dp: DesignPoint, adc_ranges: list[int] | None = None) -> IntegerPl
 
 
 def quantize_inputs(x: np.ndarray, bits: int) -> np.ndarray:
-    """Pixels in [0, 1] to unsigned ``bits``-bit integers: min(floor(x * 2**bits + 1/2), 2**bits - 1)."""
+    """Pixels in [0, 1] to ``bits``-bit integers: min(floor(x * 2**bits + 1/2), 2**bits - 1)."""
     q = np.floor(np.asarray(x, dtype=np.float64) * 2**bits + 0.5)
     return np.clip(q, 0, 2**bits - 1).astype(np.int64)

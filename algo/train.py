@@ -83,7 +83,9 @@ def train(
         start_epoch = ckpt["epoch"]
         elapsed = ckpt["elapsed"]
     elif ckpt_path.exists() and not resume:
-        raise DesignError(f"{out} already holds a run (checkpoint.pt): pass --resume or a new --out")
+        raise DesignError(
+            f"{out} already holds a run (checkpoint.pt): pass --resume or a new --out"
+        )
 
     for epoch in range(start_epoch, dp.learning.epochs):
         t0 = time.perf_counter()
@@ -93,7 +95,13 @@ def train(
         loss_sum = 0.0
         n_batches = -(-len(x_train) // dp.learning.batch_size)
         for b, (idx, _) in enumerate(
-            batches(np.arange(len(x_train)), data.y_train, dp.learning.batch_size, seed=dp.learning.seed, epoch=epoch)
+            batches(
+                np.arange(len(x_train)),
+                data.y_train,
+                dp.learning.batch_size,
+                seed=dp.learning.seed,
+                epoch=epoch,
+            )
         ):
             xb, yb = x_train[idx], y_train[idx]
             out_b, loss = model.train_step(xb, yb)
@@ -101,17 +109,34 @@ def train(
             seen += len(yb)
             loss_sum += loss * len(yb)
             if progress:
-                progress({"epoch": epoch, "batch": b + 1, "batches": n_batches,
-                          "loss": loss_sum / seen, "train_accuracy": correct / seen})
+                progress(
+                    {
+                        "epoch": epoch,
+                        "batch": b + 1,
+                        "batches": n_batches,
+                        "loss": loss_sum / seen,
+                        "train_accuracy": correct / seen,
+                    }
+                )
         test_acc = float((model.predict(x_test) == y_test).double().mean())
         elapsed += time.perf_counter() - t0
-        record = {"epoch": epoch + 1, "loss": loss_sum / seen, "train_accuracy": correct / seen,
-                  "test_accuracy": test_acc, "seconds": time.perf_counter() - t0}
+        record = {
+            "epoch": epoch + 1,
+            "loss": loss_sum / seen,
+            "train_accuracy": correct / seen,
+            "test_accuracy": test_acc,
+            "seconds": time.perf_counter() - t0,
+        }
         history.append(record)
         if progress:
             progress({"epoch_done": record})
-        state = {"design": dp.dump(), "model": model.state_dict(), "history": history,
-                 "epoch": epoch + 1, "elapsed": elapsed}
+        state = {
+            "design": dp.dump(),
+            "model": model.state_dict(),
+            "history": history,
+            "epoch": epoch + 1,
+            "elapsed": elapsed,
+        }
 
         def _save(f: Any, state: dict[str, Any] = state) -> None:
             buf = io.BytesIO()
@@ -134,8 +159,15 @@ def train(
     if isinstance(model, HardwareMLP):
         summary["integer_plan"] = {
             "layers": [
-                {"fan_in": lp.fan_in, "fan_out": lp.fan_out, "w_frac": lp.w_frac, "out_shift": lp.out_shift,
-                 "delta_shift": lp.delta_shift, "grad_shift": lp.grad_shift, "adc_range": lp.adc.levels[-1]}
+                {
+                    "fan_in": lp.fan_in,
+                    "fan_out": lp.fan_out,
+                    "w_frac": lp.w_frac,
+                    "out_shift": lp.out_shift,
+                    "delta_shift": lp.delta_shift,
+                    "grad_shift": lp.grad_shift,
+                    "adc_range": lp.adc.levels[-1],
+                }
                 for lp in model.plan.layers
             ]
         }

@@ -1,1 +1,1 @@
-"""RTL generator layer (Amaranth): tiles, H-tree, WGUs, DFA feedback path. Filled by later issues."""
+"""RTL generator layer (Amaranth): tiles, H-tree, WGUs, DFA feedback path (later issues)."""

@@ -26,7 +26,12 @@ def write_bytes_with(path: str | Path, writer: Callable[[BinaryIO], None]) -> No
 
 
 def write_text(path: str | Path, text: str) -> None:
-    write_bytes_with(path, lambda f: f.write(text.encode("utf-8")))
+    data = text.encode("utf-8")
+
+    def _write(f: BinaryIO) -> None:
+        f.write(data)
+
+    write_bytes_with(path, _write)
 
 
 def write_json(path: str | Path, data: Any) -> None:

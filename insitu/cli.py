@@ -31,7 +31,10 @@ err = Console(stderr=True, soft_wrap=True)
 out = Console()
 
 DesignArg = Annotated[
-    str, typer.Argument(help="Preset name (" + ", ".join(config.list_presets()) + ") or a YAML/TOML file.")
+    str,
+    typer.Argument(
+        help="Preset name (" + ", ".join(config.list_presets()) + ") or a YAML/TOML file."
+    ),
 ]
 SetOpt = Annotated[
     list[str] | None,
@@ -81,10 +84,12 @@ def config_presets() -> None:
 def train(
     design: DesignArg = "digits",
     set_: SetOpt = None,
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for checkpoints and summary.json.")] = Path(
-        "runs/train"
-    ),
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from the folder's last checkpoint.")] = False,
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for checkpoints and summary.json.")
+    ] = Path("runs/train"),
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the folder's last checkpoint.")
+    ] = False,
     data_dir: Annotated[
         Path | None, typer.Option("--data-dir", help="Folder of MNIST/Fashion-MNIST IDX files.")
     ] = None,
@@ -108,35 +113,91 @@ def train(
     except DatasetError as exc:
         raise UsageError(str(exc)) from None
     except KeyboardInterrupt:
-        err.print(f"[yellow]interrupted[/]: finished epochs are saved; continue with "
-                  f"`insitu train {design} --out {out_dir} --resume`")
+        err.print(
+            f"[yellow]interrupted[/]: finished epochs are saved; continue with "
+            f"`insitu train {design} --out {out_dir} --resume`"
+        )
         raise typer.Exit(130) from None
     acc = summary["test_accuracy"]
     out.print(
         f"[bold]{dp.learning.rule.upper()}[/] {dp.learning.mode} on {dp.network.dataset}: "
         f"test accuracy {acc:.2%}, train accuracy {summary['train_accuracy']:.2%}, "
-        f"{summary['epochs']} epochs in {summary['wall_time_s']:.1f} s -> {out_dir / 'summary.json'}"
+        f"{summary['epochs']} epochs in {summary['wall_time_s']:.1f} s "
+        f"-> {out_dir / 'summary.json'}"
     )
 
 
-def _train_with_progress(dp: config.DesignPoint, out_dir: Path, resume: bool, run_train: Any) -> dict[str, Any]:
+@app.command()
+def compare(
+    runs: Annotated[list[Path], typer.Argument(help="Run folders holding summary.json.")],
+) -> None:
+    """Print finished runs side by side (rule, mode, precision, accuracy, time)."""
+    from rich.table import Table
+
+    table = Table(title="insitu runs")
+    for col in (
+        "run",
+        "rule",
+        "mode",
+        "dataset",
+        "ADC bits",
+        "test acc",
+        "train acc",
+        "epochs",
+        "time (s)",
+    ):
+        table.add_column(col)
+    for run in runs:
+        f = run / "summary.json"
+        try:
+            s = json.loads(f.read_text())
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"{f}: cannot read a run summary ({exc})") from None
+        d = s["design"]
+        table.add_row(
+            str(run),
+            d["learning"]["rule"],
+            d["learning"]["mode"],
+            d["network"]["dataset"],
+            str(d["array"]["adc_bits"]) if d["learning"]["mode"] == "hardware" else "-",
+            f"{s['test_accuracy']:.2%}",
+            f"{s['train_accuracy']:.2%}",
+            str(s["epochs"]),
+            f"{s['wall_time_s']:.1f}",
+        )
+    out.print(table)
+
+
+def _train_with_progress(
+    dp: config.DesignPoint, out_dir: Path, resume: bool, run_train: Any
+) -> dict[str, Any]:
     columns = (
         TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[acc]:.2%}  test {task.fields[test]}"),
+        TextColumn(
+            "loss {task.fields[loss]:.4f}  acc {task.fields[acc]:.2%}  test {task.fields[test]}"
+        ),
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=err, transient=False) as bar:
-        task = bar.add_task("train", total=None, epoch=0, epochs=dp.learning.epochs, loss=0.0, acc=0.0, test="-")
+        task = bar.add_task(
+            "train", total=None, epoch=0, epochs=dp.learning.epochs, loss=0.0, acc=0.0, test="-"
+        )
 
         def on_progress(ev: dict[str, Any]) -> None:
             if "epoch_done" in ev:
                 rec = ev["epoch_done"]
                 bar.update(task, test=f"{rec['test_accuracy']:.2%}")
                 return
-            bar.update(task, completed=ev["batch"], total=ev["batches"], epoch=ev["epoch"] + 1,
-                       loss=ev["loss"], acc=ev["train_accuracy"])
+            bar.update(
+                task,
+                completed=ev["batch"],
+                total=ev["batches"],
+                epoch=ev["epoch"] + 1,
+                loss=ev["loss"],
+                acc=ev["train_accuracy"],
+            )
 
         result: dict[str, Any] = run_train(dp, out_dir, resume=resume, progress=on_progress)
         return result

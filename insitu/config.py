@@ -78,7 +78,8 @@ class Learning(_Section):
     rule: Literal["bp", "fa", "dfa"] = "dfa"
     mode: Literal["float", "hardware"] = Field(
         default="float",
-        description="float: float32 training; hardware: the integer CIM contract (docs/numerics.md).",
+        description="float: float32 training; hardware: the integer CIM contract "
+        "(docs/numerics.md).",
     )
     optimizer: Literal["sgd", "momentum", "adam"] = Field(
         default="adam", description="Float mode only; hardware mode applies integer SGD."
@@ -291,7 +292,9 @@ def _read_file(path: Path) -> dict[str, Any]:
         elif path.suffix in (".yaml", ".yml", ".json"):
             data = yaml.safe_load(text)
         else:
-            raise DesignError(f"design point file {path}: suffix must be .yaml, .yml, .toml or .json")
+            raise DesignError(
+                f"design point file {path}: suffix must be .yaml, .yml, .toml or .json"
+            )
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
         raise DesignError(f"design point file {path} is not valid: {exc}") from None
     if data is None:

@@ -14,7 +14,11 @@ from insitu import config
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "insitu.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=120
+        [sys.executable, "-m", "insitu.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
     )
 
 
@@ -32,7 +36,9 @@ def test_presets_validate() -> None:
 
 
 def test_overrides_apply_and_parse_as_data() -> None:
-    dp = config.load("mnist", ["learning.rule=bp", "array.adc_bits=4", "network.layers=[784, 100, 10]"])
+    dp = config.load(
+        "mnist", ["learning.rule=bp", "array.adc_bits=4", "network.layers=[784, 100, 10]"]
+    )
     assert dp.learning.rule == "bp"
     assert dp.array.adc_bits == 4
     assert dp.network.layers == (784, 100, 10)
@@ -66,7 +72,11 @@ MALFORMED = [
     (["array.rows=0"], None, ["array.rows", "0", "greater than or equal to 1"]),
     (["learning.rule=sgd"], None, ["learning.rule", "'sgd'", "'bp', 'fa' or 'dfa'"]),
     (["array.adc_bits=12"], None, ["array.adc_bits", "12", "at most 9", "0..384"]),
-    (["precision.weight_bits=7"], None, ["precision.weight_bits", "7", "multiple of array.cell_bits=2"]),
+    (
+        ["precision.weight_bits=7"],
+        None,
+        ["precision.weight_bits", "7", "multiple of array.cell_bits=2"],
+    ),
     (["network.layers=[10, 10]"], None, ["network.layers", "[10, 10]", "first entry 64"]),
     (["array.device=unobtainium"], None, ["array.device", "unobtainium", "rram"]),
     (["tech.node=3nm"], None, ["tech.node", "3nm", "32nm"]),
@@ -97,7 +107,9 @@ def test_malformed_design_points_fail_clearly(
 
 
 @pytest.mark.parametrize(("sets", "text", "pieces"), MALFORMED[:10])
-def test_cli_exit_status_2_without_traceback(tmp_path: Path, sets: list[str], text: str | None, pieces: list[str]) -> None:
+def test_cli_exit_status_2_without_traceback(
+    tmp_path: Path, sets: list[str], text: str | None, pieces: list[str]
+) -> None:
     args = ["config", "show"]
     for s in sets:
         args += ["--set", s]

@@ -1,4 +1,4 @@
-"""The numerics contract from both sides: torch hardware path == integer golden model, bit for bit."""
+"""The numerics contract from both sides: the torch hardware path equals the golden model."""
 
 from __future__ import annotations
 
@@ -14,13 +14,22 @@ from insitu.algo import golden
 from insitu.algo.cim import CIMLinear, Converter
 from insitu.algo.hardware import HardwareMLP
 from insitu.algo.lfsr import MASK, feedback_matrix, lfsr_bits
-from insitu.algo.plan import AdcTable, PlanError, adc_from_file, make_plan, quantize_inputs, uniform_adc
+from insitu.algo.plan import (
+    AdcTable,
+    PlanError,
+    adc_from_file,
+    make_plan,
+    quantize_inputs,
+    uniform_adc,
+)
 
 
 def _random_batch(dp: config.DesignPoint, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     x = rng.random((n, dp.network.layers[0])) ** 2  # skewed towards 0, like images
-    return quantize_inputs(x, dp.precision.activation_bits), rng.integers(0, dp.network.layers[-1], n)
+    return quantize_inputs(x, dp.precision.activation_bits), rng.integers(
+        0, dp.network.layers[-1], n
+    )
 
 
 CASES = [
@@ -30,7 +39,12 @@ CASES = [
     ["learning.rule=dfa", "array.weight_encoding=offset-binary"],
     ["learning.rule=bp", "array.adc_range=full-scale", "array.adc_bits=4"],
     ["learning.rule=fa", "precision.rounding=nearest", "array.cell_bits=4", "array.adc_bits=3"],
-    ["learning.rule=bp", "array.cell_bits=1", "precision.weight_bits=6", "precision.activation_bits=4"],
+    [
+        "learning.rule=bp",
+        "array.cell_bits=1",
+        "precision.weight_bits=6",
+        "precision.activation_bits=4",
+    ],
     ["learning.rule=dfa", "array.rows=100", "precision.error_bits=6", "precision.gradient_bits=4"],
 ]
 
@@ -50,7 +64,9 @@ def test_torch_path_matches_golden_over_training_steps(sets: list[str]) -> None:
         np.testing.assert_array_equal(o_t.numpy(), o_g)
         for wt, wg in zip(model.weights, weights, strict=True):
             np.testing.assert_array_equal(wt.numpy(), wg)
-    changed = sum(int((w != w0.numpy()).sum()) for w, w0 in zip(weights, HardwareMLP(dp).weights, strict=True))
+    changed = sum(
+        int((w != w0.numpy()).sum()) for w, w0 in zip(weights, HardwareMLP(dp).weights, strict=True)
+    )
     assert changed > 0, "training steps must change weights for the comparison to mean anything"
 
 
@@ -61,7 +77,12 @@ def test_table_adc_from_file_matches_golden(tmp_path: Path) -> None:
     f.write_text(json.dumps(table))
     dp = config.load(
         "digits",
-        ["learning.mode=hardware", "array.adc_bits=3", "array.adc_model=table", f"array.adc_table={f}"],
+        [
+            "learning.mode=hardware",
+            "array.adc_bits=3",
+            "array.adc_model=table",
+            f"array.adc_table={f}",
+        ],
     )
     model = HardwareMLP(dp)
     a, y = _random_batch(dp, 32, 3)
@@ -73,7 +94,9 @@ def test_table_adc_from_file_matches_golden(tmp_path: Path) -> None:
 
 
 def test_exact_adc_gives_the_exact_dot_product() -> None:
-    dp = config.load("digits", ["learning.mode=hardware", "array.adc_bits=9", "array.adc_range=full-scale"])
+    dp = config.load(
+        "digits", ["learning.mode=hardware", "array.adc_bits=9", "array.adc_range=full-scale"]
+    )
     plan = make_plan(dp)
     rng = np.random.default_rng(0)
     a = rng.integers(0, 256, (16, 64))
@@ -82,7 +105,9 @@ def test_exact_adc_gives_the_exact_dot_product() -> None:
 
 
 def test_low_bit_adc_clips_and_quantizes() -> None:
-    dp = config.load("digits", ["learning.mode=hardware", "array.adc_bits=2", "array.adc_range=full-scale"])
+    dp = config.load(
+        "digits", ["learning.mode=hardware", "array.adc_bits=2", "array.adc_range=full-scale"]
+    )
     plan = make_plan(dp)
     rng = np.random.default_rng(0)
     a = rng.integers(0, 256, (16, 64))
@@ -90,11 +115,16 @@ def test_low_bit_adc_clips_and_quantizes() -> None:
     assert not np.array_equal(golden.cim_matvec(a, w, plan, 0), a @ w)
 
 
-@pytest.mark.parametrize(("bits", "m", "max_sum"), [(1, 5, 20), (3, 7, 7), (3, 100, 384), (5, 384, 384), (5, 47, 384), (8, 1000, 4095)])
+@pytest.mark.parametrize(
+    ("bits", "m", "max_sum"),
+    [(1, 5, 20), (3, 7, 7), (3, 100, 384), (5, 384, 384), (5, 47, 384), (8, 1000, 4095)],
+)
 def test_uniform_adc_arithmetic_equals_table(bits: int, m: int, max_sum: int) -> None:
     table = uniform_adc(bits, m)
     s = torch.arange(max_sum + 1, dtype=torch.float32)
-    np.testing.assert_array_equal(Converter(table, max_sum)(s.clone()).numpy(), table.lookup(max_sum))
+    np.testing.assert_array_equal(
+        Converter(table, max_sum)(s.clone()).numpy(), table.lookup(max_sum)
+    )
     assert len(table.levels) == 2**bits
     assert table.lookup(max_sum).max() == (max(m, 2**bits - 1) if m > 2**bits - 1 else 2**bits - 1)
 
