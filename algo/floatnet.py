@@ -49,6 +49,15 @@ class FloatMLP:
         else:
             self.opt = torch.optim.SGD(self.weights, lr=lr, weight_decay=wd)
 
+    def start_epoch(self, epoch: int) -> None:
+        """Set the epoch's learning rate from the schedule (a function of the epoch only)."""
+        lr = self.dp.learning
+        scale = 1.0
+        if lr.lr_schedule == "cosine":
+            scale = 0.5 * (1 + math.cos(math.pi * epoch / lr.epochs))
+        for group in self.opt.param_groups:
+            group["lr"] = lr.lr * scale
+
     def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         hidden = []
         h = x

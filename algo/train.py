@@ -39,7 +39,7 @@ def prepare_inputs(dp: DesignPoint, x: np.ndarray) -> torch.Tensor:
     """Float mode: the pixels; hardware mode: the quantized integer inputs of the contract."""
     if dp.learning.mode == "hardware":
         return torch.from_numpy(quantize_inputs(x, dp.precision.activation_bits))
-    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    return torch.from_numpy(np.array(x, dtype=np.float32))
 
 
 def _comparable(dp: DesignPoint) -> dict[str, Any]:
@@ -65,7 +65,7 @@ def train(
     torch.manual_seed(dp.learning.seed)
     data = data or load_data(dp)
     x_train, x_test = prepare_inputs(dp, data.x_train), prepare_inputs(dp, data.x_test)
-    y_train, y_test = torch.from_numpy(data.y_train), torch.from_numpy(data.y_test)
+    y_train, y_test = torch.tensor(data.y_train), torch.tensor(data.y_test)
     model = build_model(dp)
     history: list[dict[str, Any]] = []
     start_epoch = 0
@@ -91,6 +91,8 @@ def train(
         t0 = time.perf_counter()
         if isinstance(model, HardwareMLP):
             model.calibrate_adc(x_train[:CALIBRATION_SAMPLES])
+        else:
+            model.start_epoch(epoch)
         correct = seen = 0
         loss_sum = 0.0
         n_batches = -(-len(x_train) // dp.learning.batch_size)

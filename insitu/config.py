@@ -95,6 +95,9 @@ class Learning(_Section):
     epochs: int = Field(default=20, ge=1, le=10000)
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     weight_decay: float = Field(default=0.0, ge=0, le=1)
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        default="cosine", description="Float mode: learning rate per epoch (cosine decays to 0)."
+    )
 
 
 class Precision(_Section):
