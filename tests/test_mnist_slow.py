@@ -23,14 +23,18 @@ def _mnist_dir() -> Path:
 @pytest.mark.parametrize(("rule", "floor"), [("bp", 0.975), ("dfa", 0.965)])
 def test_mnist_float_three_epochs(tmp_path: Path, rule: str, floor: float) -> None:
     d = _mnist_dir()
-    dp = config.load("mnist", [f"learning.rule={rule}", "learning.epochs=3", f"network.data_dir={d}"])
+    dp = config.load(
+        "mnist", [f"learning.rule={rule}", "learning.epochs=3", f"network.data_dir={d}"]
+    )
     assert train(dp, tmp_path)["test_accuracy"] >= floor
 
 
 @pytest.mark.parametrize("rule", ["bp", "dfa"])
 def test_mnist_hardware_one_epoch_on_a_subset(tmp_path: Path, rule: str) -> None:
     d = _mnist_dir()
-    dp = config.load("mnist", [f"learning.rule={rule}", "learning.mode=hardware", "learning.epochs=1"])
+    dp = config.load(
+        "mnist", [f"learning.rule={rule}", "learning.mode=hardware", "learning.epochs=1"]
+    )
     full = load_dataset("mnist", data_dir=d)
     data = load_dataset("mnist", data_dir=d, limit_train=12000, limit_test=2000)
     assert full.x_train.shape == (60000, 784)
