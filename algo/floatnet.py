@@ -18,6 +18,14 @@ from insitu.config import DesignPoint
 from .plan import IntegerPlan, make_plan
 
 
+def lr_factor(dp: DesignPoint, epoch: int) -> float:
+    """The schedule's learning-rate factor for an epoch (0-based)."""
+    lr = dp.learning
+    if lr.lr_schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * epoch / lr.epochs))
+    return 1.0
+
+
 class FloatMLP:
     """A bias-free ReLU MLP (the chip has no bias) trained by an explicit learning rule."""
 
@@ -51,12 +59,9 @@ class FloatMLP:
 
     def start_epoch(self, epoch: int) -> None:
         """Set the epoch's learning rate from the schedule (a function of the epoch only)."""
-        lr = self.dp.learning
-        scale = 1.0
-        if lr.lr_schedule == "cosine":
-            scale = 0.5 * (1 + math.cos(math.pi * epoch / lr.epochs))
+        scale = lr_factor(self.dp, epoch)
         for group in self.opt.param_groups:
-            group["lr"] = lr.lr * scale
+            group["lr"] = self.dp.learning.lr * scale
 
     def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         hidden = []

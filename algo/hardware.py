@@ -8,6 +8,7 @@ faults, nonlinear updates) and partial sums carry read noise.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -23,9 +24,11 @@ from .cim import (
     slice_weights,
 )
 from .device import DeviceArray, DeviceParams
+from .floatnet import lr_factor
 from .plan import IntegerPlan, make_plan, uniform_adc, weight_range_exponent
 
 M32 = 0xFFFFFFFF
+MAX_LR_SHIFT = 4
 
 
 def _rshift_round(v: Tensor, s: int) -> Tensor:
@@ -108,6 +111,19 @@ class HardwareMLP:
         self.plan = self.plan.with_adc([uniform_adc(a.adc_bits, r) for r in ranges])
         self._refresh()
         return ranges
+
+    def start_epoch(self, epoch: int) -> None:
+        """Apply the epoch's learning-rate factor as a power-of-two extra update shift."""
+        factor = max(lr_factor(self.dp, epoch), 2.0**-MAX_LR_SHIFT)
+        extra = min(MAX_LR_SHIFT, max(0, round(-math.log2(factor))))
+        base = make_plan(self.dp)
+        self.plan = replace(
+            self.plan,
+            layers=tuple(
+                replace(lp, grad_shift=b.grad_shift + extra)
+                for lp, b in zip(self.plan.layers, base.layers, strict=True)
+            ),
+        )
 
     # -- forward --------------------------------------------------------------------------
     def _matmul(self, x: Tensor, i: int) -> Tensor:

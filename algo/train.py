@@ -89,10 +89,9 @@ def train(
 
     for epoch in range(start_epoch, dp.learning.epochs):
         t0 = time.perf_counter()
+        model.start_epoch(epoch)
         if isinstance(model, HardwareMLP):
             model.calibrate_adc(x_train[:CALIBRATION_SAMPLES])
-        else:
-            model.start_epoch(epoch)
         correct = seen = 0
         loss_sum = 0.0
         n_batches = -(-len(x_train) // dp.learning.batch_size)

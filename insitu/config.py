@@ -96,7 +96,9 @@ class Learning(_Section):
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     weight_decay: float = Field(default=0.0, ge=0, le=1)
     lr_schedule: Literal["constant", "cosine"] = Field(
-        default="cosine", description="Float mode: learning rate per epoch (cosine decays to 0)."
+        default="cosine",
+        description="Learning rate per epoch: cosine decays towards 0; hardware mode rounds the "
+        "factor to a power of two (at least 1/16), an extra shift of the weight update.",
     )
 
 
