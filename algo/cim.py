@@ -224,6 +224,7 @@ class CIMLinear(nn.Module):
             cell_bits=cell_bits,
             encoding=encoding,
             rounding="nearest",
+            error="squared",
             lfsr_seed=1,
             hash_seed=0,
         )

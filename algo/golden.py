@@ -108,7 +108,11 @@ def forward(
 def output_error(plan: IntegerPlan, o: np.ndarray, labels: np.ndarray) -> np.ndarray:
     target = np.zeros_like(o)
     target[np.arange(len(labels)), labels] = plan.target
-    return sat_signed(o - target, plan.error_bits)
+    e = sat_signed(o - target, plan.error_bits)
+    if plan.error == "margin":
+        correct = target > 0
+        e = np.where(correct, np.minimum(e, 0), np.maximum(e, 0))
+    return e
 
 
 def deltas(

@@ -167,6 +167,8 @@ class HardwareMLP:
         target = torch.zeros_like(o)
         target[torch.arange(len(labels)), labels] = plan.target
         e = _sat(o - target, plan.error_bits)
+        if plan.error == "margin":
+            e = torch.where(target > 0, e.clamp(max=0), e.clamp(min=0))
         n = len(self.weights)
         deltas: list[Tensor] = [e] * n
         for i in range(n - 2, -1, -1):

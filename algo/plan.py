@@ -124,6 +124,7 @@ class IntegerPlan:
     rounding: str
     lfsr_seed: int
     hash_seed: int
+    error: str = "margin"
     layers: tuple[LayerPlan, ...] = field(default_factory=tuple)
 
     @property
@@ -248,6 +249,7 @@ def make_plan(dp: DesignPoint, adc_ranges: list[int] | None = None) -> IntegerPl
         rounding=p.rounding,
         lfsr_seed=dp.chip.lfsr_seed,
         hash_seed=lr.seed,
+        error=lr.error,
         layers=tuple(layers),
     )
 

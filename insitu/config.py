@@ -95,6 +95,11 @@ class Learning(_Section):
     epochs: int = Field(default=20, ge=1, le=10000)
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     weight_decay: float = Field(default=0.0, ge=0, le=1)
+    error: Literal["margin", "squared"] = Field(
+        default="margin",
+        description="Hardware-mode output error: squared (o - T*onehot) or margin (the same, "
+        "but zero where the correct output is already >= T or a wrong one already <= 0).",
+    )
     lr_schedule: Literal["constant", "cosine"] = Field(
         default="cosine",
         description="Learning rate per epoch: cosine decays towards 0; hardware mode rounds the "

@@ -46,6 +46,7 @@ CASES = [
         "precision.activation_bits=4",
     ],
     ["learning.rule=dfa", "array.rows=100", "precision.error_bits=6", "precision.gradient_bits=4"],
+    ["learning.rule=bp", "learning.error=squared", "array.adc_bits=6"],
 ]
 
 
