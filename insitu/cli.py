@@ -165,7 +165,8 @@ def compare(
             str(s["epochs"]),
             f"{s['wall_time_s']:.1f}",
         )
-    out.print(table)
+    # Tables wider than a pipe's default 80 columns would be cut into ellipses.
+    (out if out.is_terminal else Console(width=160)).print(table)
 
 
 def _train_with_progress(
