@@ -14,6 +14,7 @@ The scripts are run as files (``python bench/<script>.py``), which puts this fol
 
 from __future__ import annotations
 
+import argparse
 import json
 import multiprocessing
 import os
@@ -67,6 +68,36 @@ def user_errors(rerun_hint: str) -> Iterator[None]:
     except KeyboardInterrupt:
         err.print(f"[yellow]interrupted[/]: finished runs and epochs are saved; {rerun_hint}")
         sys.exit(130)
+
+
+#: The benchmarks' hardware-aware design point (the issue's: 8-bit activations and weights,
+#: a 5-bit ADC with calibrated range on 128-row subarrays); scripts append their own overrides.
+HARDWARE = [
+    "learning.mode=hardware",
+    "precision.activation_bits=8",
+    "precision.weight_bits=8",
+    "array.adc_bits=5",
+    "array.rows=128",
+    "array.adc_range=calibrated",
+]
+
+
+def add_common_options(p: argparse.ArgumentParser, script: str, *, threads: bool = True) -> None:
+    """``--data-dir``, ``--out`` and (optionally) ``--threads``, shared by every script."""
+    p.add_argument("--data-dir", type=Path, default=None, help="folder of MNIST IDX files")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"results folder (default runs/bench/{script}[-quick])",
+    )
+    if threads:
+        p.add_argument(
+            "--threads",
+            type=int,
+            default=None,
+            help="torch.set_num_threads (default: leave torch's)",
+        )
 
 
 def default_out(script: str, quick: bool) -> Path:

@@ -36,15 +36,7 @@ from typing import Any
 import _common as common
 
 SCRIPT = "accuracy_table"
-HARDWARE = [
-    "learning.mode=hardware",
-    "precision.activation_bits=8",
-    "precision.weight_bits=8",
-    "array.adc_bits=5",
-    "array.rows=128",
-    "array.adc_range=calibrated",
-    "array.device_effects=false",
-]
+HARDWARE = [*common.HARDWARE, "array.device_effects=false"]
 MODES = ("float", "hardware")
 RULES = ("bp", "dfa")
 DATASETS = ("mnist", "digits")
@@ -61,7 +53,6 @@ TARGETS: dict[tuple[str, str, str], float] = {
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", choices=DATASETS, default=None, help="one dataset only")
-    p.add_argument("--data-dir", type=Path, default=None, help="folder of MNIST IDX files")
     p.add_argument(
         "--epochs",
         type=int,
@@ -69,19 +60,11 @@ def main() -> None:
         help="epochs of every run (default: the preset's, mnist 10, digits 30)",
     )
     p.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help=f"results folder (default runs/bench/{SCRIPT}[-quick])",
-    )
-    p.add_argument(
-        "--threads", type=int, default=None, help="torch.set_num_threads (default: leave torch's)"
-    )
-    p.add_argument(
         "--quick",
         action="store_true",
         help="smoke setting: digits only (unless --only mnist), 1 epoch",
     )
+    common.add_common_options(p, SCRIPT)
     args = p.parse_args()
 
     common.set_threads(args.threads)

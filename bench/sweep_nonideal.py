@@ -41,14 +41,8 @@ import _common as common
 
 SCRIPT = "sweep_nonideal"
 RULES = ("bp", "dfa")
-HARDWARE = [
-    "learning.mode=hardware",
-    "precision.activation_bits=8",
-    "precision.weight_bits=8",
-    "array.rows=128",
-    "array.adc_range=calibrated",
-    "array.device=rram",
-]
+# The ADC sweep's own array.adc_bits comes later in each run's overrides and wins.
+HARDWARE = [*common.HARDWARE, "array.device=rram"]
 NEUTRAL_DEVICE = [
     "array.device_effects=true",
     "array.read_noise_sigma=0",
@@ -84,18 +78,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sweep", choices=[*SWEEPS, "all"], default="all")
     p.add_argument("--dataset", choices=list(DEFAULT_EPOCHS), default="procedural")
-    p.add_argument("--data-dir", type=Path, default=None, help="folder of MNIST IDX files")
     p.add_argument("--epochs", type=int, default=None, help="epochs per run (default 10)")
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel (worker processes)")
     p.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help=f"results folder (default runs/bench/{SCRIPT}[-quick])",
-    )
-    p.add_argument(
         "--quick", action="store_true", help="smoke setting: 1 epoch, 3 values per sweep"
     )
+    common.add_common_options(p, SCRIPT, threads=False)
     args = p.parse_args()
 
     if args.jobs < 1:

@@ -52,14 +52,7 @@ from insitu.algo.hardware import HardwareMLP
 from insitu.algo.train import CALIBRATION_SAMPLES, build_model, prepare_inputs
 
 SCRIPT = "train_speed"
-HARDWARE = [
-    "learning.mode=hardware",
-    "precision.activation_bits=8",
-    "precision.weight_bits=8",
-    "array.adc_bits=5",
-    "array.rows=128",
-    "array.adc_range=calibrated",
-]
+HARDWARE = common.HARDWARE
 
 Step = Callable[[Tensor, Tensor], Any]
 
@@ -180,7 +173,6 @@ def main() -> None:
         default="auto",
         help="auto: mnist when found, else digits",
     )
-    p.add_argument("--data-dir", type=Path, default=None, help="folder of MNIST IDX files")
     p.add_argument("--rules", default="bp,dfa", help="comma-separated rules (bp, fa, dfa)")
     p.add_argument("--steps", type=int, default=None, help="timed steps (default 100)")
     p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 5)")
@@ -191,18 +183,10 @@ def main() -> None:
         help="epochs of the extrapolated whole run (default: the preset's)",
     )
     p.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help=f"results folder (default runs/bench/{SCRIPT}[-quick])",
-    )
-    p.add_argument(
         "--rounds", type=int, default=5, help="the models take turns in this many chunks"
     )
-    p.add_argument(
-        "--threads", type=int, default=None, help="torch.set_num_threads (default: leave torch's)"
-    )
     p.add_argument("--quick", action="store_true", help="smoke setting: 20 steps, 2 warm-up")
+    common.add_common_options(p, SCRIPT)
     args = p.parse_args()
 
     steps = args.steps if args.steps is not None else (20 if args.quick else 100)
