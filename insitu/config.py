@@ -18,9 +18,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from insitu.tech.loader import list_devices, list_nodes
+
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
-TECH_NODE_DIR = Path(__file__).resolve().parent / "tech" / "nodes"
-TECH_DEVICE_DIR = Path(__file__).resolve().parent / "tech" / "devices"
 
 # Input features and classes of the datasets the framework knows, so that a design point whose
 # layer sizes cannot match its dataset fails at load time instead of mid-training.
@@ -40,6 +40,12 @@ def _names(folder: Path) -> list[str]:
     if not folder.is_dir():
         return []
     return sorted(p.stem for p in folder.glob("*.yaml"))
+
+
+def _one_of(value: str, allowed: list[str], kind: str) -> str:
+    if value not in allowed:
+        raise ValueError(f"unknown {kind}; allowed: {', '.join(allowed)}")
+    return value
 
 
 class _Section(BaseModel):
@@ -151,10 +157,7 @@ class Array(_Section):
     @field_validator("device")
     @classmethod
     def _device(cls, v: str) -> str:
-        allowed = _names(TECH_DEVICE_DIR)
-        if allowed and v not in allowed:
-            raise ValueError(f"unknown device preset; allowed: {', '.join(allowed)}")
-        return v
+        return _one_of(v, list_devices(), "device preset")
 
     @property
     def max_partial_sum(self) -> int:
@@ -193,10 +196,7 @@ class Tech(_Section):
     @field_validator("node")
     @classmethod
     def _node(cls, v: str) -> str:
-        allowed = _names(TECH_NODE_DIR)
-        if allowed and v not in allowed:
-            raise ValueError(f"unknown technology node; allowed: {', '.join(allowed)}")
-        return v
+        return _one_of(v, list_nodes(), "technology node")
 
 
 class DesignPoint(_Section):
@@ -272,8 +272,6 @@ def _format_validation(err: ValidationError) -> str:
             section = _section_for(e["loc"][:-1])
             allowed = ", ".join(section.model_fields) if section else "see `insitu config schema`"
             lines.append(f"{loc}: unknown field; allowed fields here: {allowed}")
-        elif e["type"] == "literal_error":
-            lines.append(f"{loc} = {e['input']!r}: {msg}")
         else:
             lines.append(f"{loc} = {e['input']!r}: {msg}")
     return "invalid design point:\n  " + "\n  ".join(lines)
