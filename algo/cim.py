@@ -174,7 +174,9 @@ class _StraightThrough(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, None]:
         x, w = ctx.saved_tensors
-        return grad @ w, grad.t() @ x, None
+        # Leading batch dimensions of any rank fold into one for the weight gradient.
+        g2 = grad.reshape(-1, grad.shape[-1])
+        return grad @ w, g2.t() @ x.reshape(-1, x.shape[-1]), None
 
 
 class CIMLinear(nn.Module):
