@@ -77,6 +77,17 @@ class HardwareMLP:
     ) -> None:
         self.dp = dp
         self.plan = plan or make_plan(dp)
+        # The schedule shifts updates relative to these; ADC recalibration never changes them.
+        self.base_grad_shifts = [lp.grad_shift for lp in self.plan.layers]
+        # The LFSR matrices depend only on seed and widths: generated once, not every step.
+        self.feedback = (
+            []
+            if self.plan.rule == "bp"
+            else [
+                torch.from_numpy(self.plan.feedback(i).copy())
+                for i in range(len(dp.network.layers) - 2)
+            ]
+        )
         self.weights = [w.clone() for w in (weights or init_weights(dp))]
         self.step = 0
         self.gen = torch.Generator().manual_seed(dp.learning.seed + 1)
@@ -116,12 +127,11 @@ class HardwareMLP:
         """Apply the epoch's learning-rate factor as a power-of-two extra update shift."""
         factor = max(lr_factor(self.dp, epoch), 2.0**-MAX_LR_SHIFT)
         extra = min(MAX_LR_SHIFT, max(0, round(-math.log2(factor))))
-        base = make_plan(self.dp)
         self.plan = replace(
             self.plan,
             layers=tuple(
-                replace(lp, grad_shift=b.grad_shift + extra)
-                for lp, b in zip(self.plan.layers, base.layers, strict=True)
+                replace(lp, grad_shift=base + extra)
+                for lp, base in zip(self.plan.layers, self.base_grad_shifts, strict=True)
             ),
         )
 
@@ -176,7 +186,7 @@ class HardwareMLP:
                 u = _imatmul(deltas[i + 1], self.read_weights[i + 1].t())
             else:
                 src = e if plan.rule == "dfa" else deltas[i + 1]
-                u = _imatmul(src, torch.from_numpy(plan.feedback(i).copy()))
+                u = _imatmul(src, self.feedback[i])
             deltas[i] = _sat(_rshift_round(u, plan.layers[i].delta_shift), plan.error_bits) * (
                 hidden[i] > 0
             )
