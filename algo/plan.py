@@ -43,10 +43,6 @@ class AdcTable:
         if any(b <= a for a, b in zip(self.thresholds, self.thresholds[1:], strict=False)):
             raise PlanError("ADC table: thresholds must be strictly increasing integers")
 
-    @property
-    def bits(self) -> int:
-        return max(1, math.ceil(math.log2(len(self.levels))))
-
     def lookup(self, max_sum: int) -> np.ndarray:
         """``levels[code(S)]`` for every S in 0..max_sum (int64)."""
         s = np.arange(max_sum + 1, dtype=np.int64)
