@@ -1,0 +1,136 @@
+"""Amaranth expressions for the arithmetic of the numerics contract (docs/numerics.md).
+
+Rounding shifts, saturation, the weight-cell encodings, the feedback LFSR unrolled over several
+steps per cycle, and the stochastic-rounding hash. These are written independently of
+``algo/golden.py`` (hdl never imports algo); the tests compare the two bit for bit.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, ShapeLike, Signal, Value
+
+from .params import LFSR_MASK
+
+M32 = 0xFFFFFFFF
+
+
+def rshift_round(v: Value, s: int) -> Value:
+    """``floor((v + 2^(s-1)) / 2^s)`` for s > 0 (arithmetic for signed v); ``v << -s`` else."""
+    if s <= 0:
+        return v << (-s)
+    return (v + (1 << (s - 1))) >> s
+
+
+def saturate(v: Value, bits: int) -> Value:
+    """Clamp to the symmetric signed range of ``bits`` bits; the result is ``signed(bits)``."""
+    m = 2 ** (bits - 1) - 1
+    return Mux(v > m, m, Mux(v < -m, -m, v)).as_signed()[:bits].as_signed()
+
+
+def clamp_unsigned(v: Value, top: int) -> Value:
+    """min(v, top) for a non-negative v, as an unsigned value of top's width."""
+    width = max(1, top.bit_length())
+    return Mux(v > top, top, v)[:width]
+
+
+def encode_cells(w: Value, weight_bits: int, encoding: str) -> Value:
+    """Cells of one weight, polarity-major: differential ``Cat(P, N)``, offset-binary ``U``."""
+    if encoding == "differential":
+        pos = Mux(w > 0, w, 0)[:weight_bits]
+        neg = Mux(w < 0, -w, 0)[:weight_bits]
+        return Cat(pos, neg)
+    return (w + (1 << (weight_bits - 1)))[:weight_bits]
+
+
+def decode_cells(cells: Value, weight_bits: int, encoding: str) -> Value:
+    """The signed weight stored in ``cells`` (inverse of :func:`encode_cells`)."""
+    if encoding == "differential":
+        pos = cells[:weight_bits].as_unsigned()
+        neg = cells[weight_bits : 2 * weight_bits].as_unsigned()
+        return (pos - neg).as_signed()
+    return (cells[:weight_bits].as_unsigned() - (1 << (weight_bits - 1))).as_signed()
+
+
+# ------------------------------------------------------------------------------ LFSR
+def _lfsr_step(state: list[int]) -> tuple[int, list[int]]:
+    """One Galois step over GF(2): each state bit is a 32-bit mask of the initial bits."""
+    out = state[0]
+    nxt = [*state[1:], 0]
+    for b in range(32):
+        if (LFSR_MASK >> b) & 1:
+            nxt[b] ^= out
+    return out, nxt
+
+
+def lfsr_unrolled(steps: int) -> tuple[list[int], list[int]]:
+    """Masks over the current state for the next ``steps`` output bits and for the new state."""
+    state = [1 << b for b in range(32)]
+    outs = []
+    for _ in range(steps):
+        out, state = _lfsr_step(state)
+        outs.append(out)
+    return outs, state
+
+
+def apply_masks(state: Value, masks: list[int]) -> Value:
+    """Cat of the GF(2) dot products ``parity(state & mask)``."""
+    return Cat(*[(state & Const(m, 32)).xor() for m in masks])
+
+
+# ------------------------------------------------------------------------------ hashing
+def dither_word(
+    m: Module, index: Value, step: Value, layer: Value | int, seed: int, tag: str
+) -> Value:
+    """The 32-bit hash word(seed, step, layer, index) of stochastic rounding."""
+    x = wire(
+        m,
+        (
+            (index * 0x27D4EB2F)[:32]
+            + (step * 0x165667B1)[:32]
+            + ((layer * 0x61C88647) & M32)
+            + (seed & M32)
+        )[:32],
+        32,
+        f"hash{tag}_0",
+    )
+    x = wire(m, x ^ (x >> 16), 32, f"hash{tag}_1")
+    x = wire(m, (x * 0x7FEB352D)[:32], 32, f"hash{tag}_2")
+    x = wire(m, x ^ (x >> 15), 32, f"hash{tag}_3")
+    x = wire(m, (x * 0x2C1B3C6D)[:32], 32, f"hash{tag}_4")
+    return x ^ (x >> 16)
+
+
+def round_shift(g: Value, shift: Value, dither: Value | None) -> Value:
+    """Round ``g`` (signed) right by a runtime ``shift`` (0..63).
+
+    ``dither`` None: round half up, ``(g + 2^(s-1)) >> s``. Otherwise stochastic:
+    ``(g + d) >> s`` with ``d = word >> (32 - s)`` (``word << (s - 32)`` above 32).
+    """
+    if dither is None:
+        half = (Const(1, 1) << shift) >> 1
+        return (g + Cat(half, Const(0, 1)).as_signed()) >> shift
+    wide = Cat(Const(0, 32), dither)  # word * 2^32, so one right shift covers both cases
+    d = (wide >> (Const(64, 7) - shift).as_unsigned()[:7])[:64]
+    return (g + Cat(d, Const(0, 1)).as_signed()) >> shift
+
+
+def tree_sum(values: list[Value] | list[Value | int]) -> Value | int:
+    """Balanced adder tree, so that widths grow with log2 of the count, not linearly."""
+    items = list(values)
+    if not items:
+        return 0
+    while len(items) > 1:
+        nxt = [items[i] + items[i + 1] for i in range(0, len(items) - 1, 2)]
+        if len(items) % 2:
+            nxt.append(items[-1])
+        items = nxt
+    return items[0]
+
+
+def wire(m: Module, value: Value | int, shape: ShapeLike, name: str) -> Signal:
+    """Name an intermediate result. Amaranth expressions are trees, so a value used several
+    times (as saturate and the encoders do) would otherwise be rebuilt at every use; on the
+    weight-gradient unit that made the netlist 40x larger and its export take a minute."""
+    s = Signal(shape, name=name)
+    m.d.comb += s.eq(value)
+    return s

@@ -1,0 +1,88 @@
+"""The DFA/FA feedback path of one hidden layer: ``u = src @ B`` with B from the LFSR.
+
+B (``n_src x n_out``, entries +-1, row-major) is never stored: a 32-bit Galois LFSR restarted
+from the layer's seed regenerates it on every use (docs/numerics.md, "Feedback matrices").
+Each cycle the engine takes ``lanes`` LFSR bits of row ``k`` and adds ``+src[k]`` or
+``-src[k]`` to ``lanes`` accumulators; the last chunk of a row may be shorter, so the LFSR
+advances by ``lanes`` or by the remainder (two precomputed GF(2) step matrices).
+Cycles per use: ``n_src * ceil(n_out / lanes)``. For DFA ``src`` is the output error (every
+hidden layer's engine runs at once); for FA it is the next layer's delta.
+"""
+
+from __future__ import annotations
+
+import math
+
+from amaranth.hdl import Array, Module, Mux, Signal, Value, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .arith import apply_masks, lfsr_unrolled
+from .params import bits_for
+
+
+class FeedbackEngine(wiring.Component):
+    """``u[j] = sum_k src[k] * B[k, j]`` for one layer; ``src`` values are wired in."""
+
+    def __init__(
+        self, *, src: list[Value], n_out: int, lanes: int, seed: int, src_bits: int
+    ) -> None:
+        if not src:
+            raise ValueError("src must hold at least one value")
+        if not lanes >= 1:
+            raise ValueError(f"lanes must be >= 1, got {lanes}")
+        if not 0 < seed < 2**32:
+            raise ValueError(f"seed must be in 1..2^32-1, got {seed}")
+        self._src = src
+        self._n_out = n_out
+        self._lanes = min(lanes, n_out)
+        self._seed = seed
+        self.chunks = math.ceil(n_out / self._lanes)
+        self.cycles = len(src) * self.chunks
+        self.acc_width = src_bits + bits_for(len(src)) + 1
+        super().__init__(
+            {
+                "start": In(1),
+                "busy": Out(1),
+                "u": Out(signed(self.acc_width)).array(n_out),
+                "adds": Out(range(self._lanes + 1)),  # accumulations this cycle (counters)
+            }
+        )
+
+    @property
+    def lanes(self) -> int:
+        return self._lanes
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        n_src, n_out, lanes, chunks = len(self._src), self._n_out, self._lanes, self.chunks
+        rem = n_out - (chunks - 1) * lanes
+        state = Signal(32, init=self._seed)
+        k = Signal(range(max(2, n_src)))
+        q = Signal(range(max(2, chunks)))
+        out_full, next_full = lfsr_unrolled(lanes)
+        _, next_rem = lfsr_unrolled(rem)
+        bits = Signal(lanes)
+        m.d.comb += bits.eq(apply_masks(state, out_full))
+        last = q == chunks - 1
+        src = Signal(signed(self.acc_width))
+        m.d.comb += src.eq(Array(self._src)[k])
+
+        with m.If(self.start):
+            m.d.sync += [state.eq(self._seed), k.eq(0), q.eq(0), self.busy.eq(1)]
+            m.d.sync += [u.eq(0) for u in self.u]
+        with m.Elif(self.busy):
+            with m.If(last):
+                m.d.sync += [state.eq(apply_masks(state, next_rem)), q.eq(0), k.eq(k + 1)]
+                with m.If(k == n_src - 1):
+                    m.d.sync += self.busy.eq(0)
+            with m.Else():
+                m.d.sync += [state.eq(apply_masks(state, next_full)), q.eq(q + 1)]
+            for j in range(n_out):
+                qi, t = divmod(j, lanes)
+                with m.If(q == qi):
+                    m.d.sync += self.u[j].eq(self.u[j] + Mux(bits[t], src, -src))
+            m.d.comb += self.adds.eq(
+                Array([lanes] * (chunks - 1) + [rem])[q] if chunks > 1 else rem
+            )
+        return m

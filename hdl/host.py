@@ -1,0 +1,137 @@
+"""Host-side programs for the chip: the command sequences that load, run and read it.
+
+Pure Python and transport-agnostic: each function returns a list of commands
+``(address, data, write)`` (reads carry data 0) that a transport executes: the Amaranth
+simulator in unit tests, cocotb testbenches, or the Verilator model of the co-simulation.
+Addresses come from :mod:`insitu.hdl.memory_map`, the single source the RTL also reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .memory_map import (
+    COUNTERS,
+    CTRL,
+    Region,
+    act_offset,
+    address,
+    delta_offset,
+    out_offset,
+    weight_offset,
+)
+from .params import ChipParams
+
+Command = tuple[int, int, bool]
+M32 = 0xFFFFFFFF
+
+
+def write_weights(p: ChipParams, weights: Sequence[np.ndarray]) -> list[Command]:
+    cmds: list[Command] = []
+    for i, w in enumerate(weights):
+        lay = p.layers[i]
+        if w.shape != (lay.fan_in, lay.fan_out):
+            raise ValueError(
+                f"weights[{i}] has shape {w.shape}, layer {i} needs {(lay.fan_in, lay.fan_out)}"
+            )
+        for r in range(lay.fan_in):
+            for c in range(lay.fan_out):
+                a = address(Region.WEIGHT, weight_offset(p, i, r, c), i)
+                cmds.append((a, int(w[r, c]) & M32, True))
+    return cmds
+
+
+def read_weights(p: ChipParams) -> list[Command]:
+    return [
+        (address(Region.WEIGHT, weight_offset(p, i, r, c), i), 0, False)
+        for i, lay in enumerate(p.layers)
+        for r in range(lay.fan_in)
+        for c in range(lay.fan_out)
+    ]
+
+
+def unpack_weights(p: ChipParams, words: Sequence[int]) -> list[np.ndarray]:
+    out, pos = [], 0
+    for lay in p.layers:
+        n = lay.fan_in * lay.fan_out
+        out.append(_signed(words[pos : pos + n]).reshape(lay.fan_in, lay.fan_out))
+        pos += n
+    return out
+
+
+def write_batch(p: ChipParams, a0: np.ndarray, labels: np.ndarray) -> list[Command]:
+    if a0.shape[0] > p.batch or a0.shape[1] != p.widths[0]:
+        raise ValueError(f"inputs of shape {a0.shape}: at most {p.batch} samples of {p.widths[0]}")
+    cmds: list[Command] = []
+    for b in range(a0.shape[0]):
+        for i in range(a0.shape[1]):
+            cmds.append((address(Region.ACT, act_offset(p, 0, b, i), 0), int(a0[b, i]), True))
+        cmds.append((address(Region.LABEL, b), int(labels[b]), True))
+    return cmds
+
+
+def write_plan(
+    p: ChipParams,
+    grad_shifts: Sequence[int],
+    adc: Sequence[tuple[Sequence[int], Sequence[int]]],
+    step: int,
+) -> list[Command]:
+    """Runtime plan registers: gradient shifts, ADC tables (thresholds, levels) and the step."""
+    cmds: list[Command] = [(address(Region.CTRL, CTRL["step"]), step & M32, True)]
+    for i, s in enumerate(grad_shifts):
+        cmds.append((address(Region.CTRL, CTRL["grad_shift"] + i), int(s), True))
+    for i, (ts, vs) in enumerate(adc):
+        cmds += [(address(Region.ADC_T, j, i), int(t), True) for j, t in enumerate(ts)]
+        cmds += [(address(Region.ADC_L, j, i), int(v), True) for j, v in enumerate(vs)]
+    return cmds
+
+
+def start(n: int, infer_only: bool = False) -> list[Command]:
+    return [(address(Region.CTRL, CTRL["start"]), n | (int(infer_only) << 16), True)]
+
+
+def read_outputs(p: ChipParams, n: int) -> list[Command]:
+    return [
+        (address(Region.OUT, out_offset(p, b, c)), 0, False)
+        for b in range(n)
+        for c in range(p.classes)
+    ]
+
+
+def read_acts(p: ChipParams, layer: int, n: int) -> list[Command]:
+    """Stored inputs of ``layer`` (layer >= 1: the hidden activations of layer - 1)."""
+    return [
+        (address(Region.ACT, act_offset(p, layer, b, i), layer), 0, False)
+        for b in range(n)
+        for i in range(p.layers[layer].fan_in)
+    ]
+
+
+def read_deltas(p: ChipParams, layer: int, n: int) -> list[Command]:
+    return [
+        (address(Region.DELTA, delta_offset(p, layer, b, j), layer), 0, False)
+        for b in range(n)
+        for j in range(p.layers[layer].fan_out)
+    ]
+
+
+def read_counters() -> list[Command]:
+    return [(address(Region.COUNTER, k), 0, False) for k in range(2 * len(COUNTERS))]
+
+
+def unpack_counters(words: Sequence[int]) -> dict[str, int]:
+    return {
+        name: int(words[2 * k]) | (int(words[2 * k + 1]) << 32)
+        for k, (name, _) in enumerate(COUNTERS)
+    }
+
+
+def _signed(words: Sequence[int]) -> np.ndarray:
+    v = np.asarray(words, dtype=np.int64) & M32
+    return np.where(v >= 2**31, v - 2**32, v)
+
+
+def signed_words(words: Sequence[int]) -> np.ndarray:
+    return _signed(words)

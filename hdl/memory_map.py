@@ -1,0 +1,90 @@
+"""The chip's host memory map and counter list, shared by the RTL and every host-side driver.
+
+A command is ``{addr, data, write}`` with 32-bit words. ``addr[31:28]`` selects a region,
+``addr[27:24]`` a layer, ``addr[23:0]`` an offset inside it. The address helpers below are the
+only place that knows how a (layer, row, column) maps to an offset, so drivers cannot drift
+from the RTL (both import this module).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+from .params import ChipParams
+
+
+class Region(IntEnum):
+    CTRL = 0  # 0 ID (ro), 1 BUSY (ro), 2 START (wo: samples | infer_only << 16), 3 STEP (rw),
+    #           0x10 + layer: GRAD_SHIFT (rw)
+    ADC_T = 1  # layer, threshold index (rw)
+    ADC_L = 2  # layer, level index (rw)
+    WEIGHT = 3  # layer, (subarray, row, lane) (rw, signed)
+    ACT = 4  # layer, (sample * rows + row, row block): inputs of a layer (rw; layer 0 = inputs)
+    LABEL = 5  # sample (rw)
+    OUT = 6  # (sample, class): output codes (ro, signed)
+    DELTA = 7  # layer, (sample * col_blocks + col block, lane): stored deltas (ro, signed)
+    COUNTER = 8  # 2 * counter index + (0 low word | 1 high word) (ro)
+
+
+CTRL = {"id": 0, "busy": 1, "start": 2, "step": 3, "grad_shift": 0x10}
+
+#: Performance counters, in address order; each is 64 bits.
+COUNTERS: list[tuple[str, str]] = [
+    ("cycles_busy", "cycles from START to the end of the batch"),
+    ("cycles_forward", "cycles in the forward pass (incl. output error)"),
+    ("cycles_backward", "cycles in the backward pass (deltas and their storage)"),
+    ("cycles_update", "cycles of the weight update"),
+    ("samples", "samples processed"),
+    ("batches", "weight updates (batches) run"),
+    ("array_reads", "analog array reads: one per subarray and input bit plane"),
+    ("row_activations", "word-line activations: active rows summed over array reads"),
+    ("adc_conversions", "ADC conversions"),
+    ("shift_adds", "shift-add accumulations of converted levels"),
+    ("tree_adds", "adds of the PE/tile adder trees across row blocks"),
+    ("transposed_macs", "multiply-accumulates of the BP transposed read"),
+    ("feedback_adds", "LFSR feedback accumulations (DFA/FA)"),
+    ("wgu_macs", "weight-gradient multiply-accumulates"),
+    ("cell_writes", "cells whose stored value changed in an update"),
+    ("buffer_bits_read", "bits read from the on-chip activation and delta buffers"),
+    ("buffer_bits_written", "bits written to the on-chip activation and delta buffers"),
+    ("htree_bits", "bits times H-tree links traversed (hops)"),
+    ("host_words", "32-bit words through the host port"),
+    ("dram_bits", "off-chip bits: every host-port word (inputs, labels, weights, results)"),
+]
+
+
+def field_bits(n: int) -> int:
+    """Bits of an index over ``n`` items (at least 1, like the RTL's counters)."""
+    return max(1, (n - 1).bit_length())
+
+
+def address(region: Region, offset: int, layer: int = 0) -> int:
+    if not 0 <= offset < 1 << 24:
+        raise ValueError(f"offset {offset} is outside the 24-bit field")
+    return (int(region) << 28) | (layer << 24) | offset
+
+
+def weight_offset(p: ChipParams, layer: int, row: int, col: int) -> int:
+    """Offset of weight W[row, col] of ``layer`` (row = input, col = output)."""
+    lay = p.layers[layer]
+    k, r = divmod(row, p.rows)
+    cb, lane = divmod(col, p.weights_per_row)
+    sub = k * lay.col_blocks + cb
+    lbits = field_bits(p.weights_per_row)
+    return (((sub << field_bits(p.rows)) | r) << lbits) | lane
+
+
+def act_offset(p: ChipParams, layer: int, sample: int, index: int) -> int:
+    """Offset of input ``index`` of ``layer`` for ``sample`` (layer 0: the chip's inputs)."""
+    k, r = divmod(index, p.rows)
+    return ((sample * p.rows + r) << field_bits(p.layers[layer].row_blocks)) | k
+
+
+def delta_offset(p: ChipParams, layer: int, sample: int, index: int) -> int:
+    cb, lane = divmod(index, p.weights_per_row)
+    word = sample * p.layers[layer].col_blocks + cb
+    return (word << field_bits(p.weights_per_row)) | lane
+
+
+def out_offset(p: ChipParams, sample: int, cls: int) -> int:
+    return (sample << field_bits(p.classes)) | cls

@@ -1,0 +1,172 @@
+"""The weight-gradient unit (WGU): ``dW = sat_G(round(a^T delta))`` and the saturated update.
+
+At the end of a batch the WGU walks a layer's weight rows. For one row ``r`` of the subarrays
+in column block ``cbi`` it reads, for every sample ``b`` of the batch, the stored input word
+(the row-``r`` inputs of all row blocks at once) and the stored delta word (the ``weights_per_row``
+deltas of block ``cbi``) and accumulates ``row_blocks x weights_per_row`` products in parallel;
+it then reads the weight row, rounds each gradient to the update (round half up, or stochastic
+with the contract's hash), saturates it to ``gradient_bits``, subtracts it with saturation to
+``weight_bits`` and writes the row back. Cycles per row: ``n + 2`` for ``n`` samples.
+
+One WGU per layer (DFA: all layers update at once) or one WGU shared by all layers
+(``wgu: shared``, the default for BP and FA), selected by its ``layer`` input.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Module, Signal, Value, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .arith import dither_word, encode_cells, round_shift, saturate, tree_sum, wire
+from .params import ChipParams, LayerHW, bits_for
+
+
+class WeightGradientUnit(wiring.Component):
+    """Updates the layers in ``layers`` (one, or all for a shared WGU)."""
+
+    def __init__(
+        self, p: ChipParams, layers: list[LayerHW], grad_shifts: list[Value], step: Value
+    ) -> None:
+        if len(grad_shifts) != len(layers) or not layers:
+            raise ValueError("one gradient-shift register per served layer is required")
+        self._p = p
+        self._layers = layers
+        self._shifts = grad_shifts
+        self._step = step
+        self.row_blocks = max(lay.row_blocks for lay in layers)
+        cb = max(lay.col_blocks for lay in layers)
+        nw = p.weights_per_row
+        cell_width = p.used_cols * p.cell_bits
+        super().__init__(
+            {
+                "start": In(1),
+                "layer": In(range(max(2, len(layers)))),
+                "n": In(range(p.batch + 1)),
+                "busy": Out(1),
+                "act_addr": Out(range(max(2, p.batch * p.rows))),
+                "act_en": Out(1),
+                "act_data": In(self.row_blocks * p.activation_bits),
+                "dlt_addr": Out(range(max(2, p.batch * cb))),
+                "dlt_en": Out(1),
+                "dlt_data": In(nw * p.error_bits),
+                "cbi": Out(range(max(2, cb))),
+                "w_row": Out(range(max(2, p.rows))),
+                "w_read": Out(1),
+                "weights": In(signed(p.weight_bits)).array(self.row_blocks, nw),
+                "w_data": Out(cell_width).array(self.row_blocks),
+                "w_write": Out(1),
+                "macs": Out(range(self.row_blocks * nw + 1)),
+                "cells_changed": Out(range(self.row_blocks * cell_width + 1)),
+            }
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        p, lays = self._p, self._layers
+        m = Module()
+        nw, A, E, rb = p.weights_per_row, p.activation_bits, p.error_bits, self.row_blocks
+        g_width = A + E + bits_for(p.batch) + 2
+
+        def per_layer(values: list[int]) -> Value:
+            return Array(values)[self.layer] if len(values) > 1 else values[0]
+
+        cb_of = per_layer([lay.col_blocks for lay in lays])
+        rb_of = per_layer([lay.row_blocks for lay in lays])
+        n_of = per_layer([lay.fan_out for lay in lays])
+        shift = Array(self._shifts)[self.layer] if len(self._shifts) > 1 else self._shifts[0]
+        layer_index = per_layer([lay.index for lay in lays])
+
+        r = Signal(range(max(2, p.rows)))
+        cbi = Signal.like(self.cbi)
+        b = Signal(range(p.batch + 1))
+        a_addr = Signal.like(self.act_addr)
+        d_addr = Signal.like(self.dlt_addr)
+        mac_v = Signal()
+        g = [[Signal(signed(g_width), name=f"g{k}_{j}") for j in range(nw)] for k in range(rb)]
+        m.d.comb += [
+            self.act_addr.eq(a_addr),
+            self.dlt_addr.eq(d_addr),
+            self.cbi.eq(cbi),
+            self.w_row.eq(r),
+        ]
+
+        # Accumulate the products of the reads issued last cycle.
+        m.d.sync += mac_v.eq(self.act_en)
+        active_rows = Signal(range(rb + 1))
+        m.d.comb += active_rows.eq(rb_of)
+        with m.If(mac_v):
+            m.d.comb += self.macs.eq(active_rows * nw)
+            for k in range(rb):
+                a_k = self.act_data[k * A : (k + 1) * A].as_unsigned()
+                for j in range(nw):
+                    d_j = self.dlt_data[j * E : (j + 1) * E].as_signed()
+                    m.d.sync += g[k][j].eq(g[k][j] + a_k * d_j)
+
+        # Rounding, saturation and the new cells of every lane (used in the WRITE state).
+        word_w = p.polarities * p.weight_bits
+        changed: list[Value] = []
+        for k in range(rb):
+            lanes = []
+            for j in range(nw):
+                dither = None
+                tag = f"{k}_{j}"
+                if p.rounding == "stochastic":
+                    index = (r + k * p.rows) * n_of + cbi * nw + j
+                    dither = dither_word(m, index, self._step, layer_index, p.hash_seed, tag)
+                rounded = wire(
+                    m, round_shift(g[k][j], shift, dither), signed(g_width + 1), f"round{tag}"
+                )
+                dw = wire(
+                    m, saturate(rounded, p.gradient_bits), signed(p.gradient_bits), f"dw{tag}"
+                )
+                new = wire(
+                    m,
+                    saturate(self.weights[k][j] - dw, p.weight_bits),
+                    signed(p.weight_bits),
+                    f"new{tag}",
+                )
+                cells_new = wire(
+                    m, encode_cells(new, p.weight_bits, p.encoding), word_w, f"cells_new{tag}"
+                )
+                cells_old = wire(
+                    m,
+                    encode_cells(self.weights[k][j], p.weight_bits, p.encoding),
+                    word_w,
+                    f"cells_old{tag}",
+                )
+                lanes.append(cells_new)
+                for col in range(word_w // p.cell_bits):
+                    sl = slice(col * p.cell_bits, (col + 1) * p.cell_bits)
+                    changed.append((cells_new[sl] != cells_old[sl]) & (k < rb_of))
+            m.d.comb += self.w_data[k].eq(Cat(*lanes))
+
+        with m.FSM():
+            with m.State("IDLE"), m.If(self.start):
+                m.d.sync += [r.eq(0), cbi.eq(0), b.eq(0), a_addr.eq(0), d_addr.eq(0)]
+                m.d.sync += [x.eq(0) for row in g for x in row]
+                m.next = "MAC"
+            with m.State("MAC"):
+                m.d.comb += [self.busy.eq(1), self.act_en.eq(1), self.dlt_en.eq(1)]
+                m.d.sync += [b.eq(b + 1), a_addr.eq(a_addr + p.rows), d_addr.eq(d_addr + cb_of)]
+                with m.If(b == self.n - 1):
+                    m.d.comb += self.w_read.eq(1)
+                    m.next = "LAST"
+            with m.State("LAST"):
+                # the last product is accumulated this cycle; the weight row arrives
+                m.d.comb += self.busy.eq(1)
+                m.next = "WRITE"
+            with m.State("WRITE"):
+                m.d.comb += [self.busy.eq(1), self.w_write.eq(1)]
+                m.d.comb += self.cells_changed.eq(tree_sum(changed))
+                m.d.sync += [x.eq(0) for row in g for x in row]
+                m.d.sync += b.eq(0)
+                with m.If(r == p.rows - 1):
+                    m.d.sync += [r.eq(0), cbi.eq(cbi + 1), a_addr.eq(0), d_addr.eq(cbi + 1)]
+                    with m.If(cbi == cb_of - 1):
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.next = "MAC"
+                with m.Else():
+                    m.d.sync += [r.eq(r + 1), a_addr.eq(r + 1), d_addr.eq(cbi)]
+                    m.next = "MAC"
+        return m
