@@ -19,6 +19,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .arith import clamp_unsigned, encode_cells, rshift_round, saturate, tree_sum, wire
+from .blackbox import Blackbox
 from .feedback import FeedbackEngine
 from .memory_map import COUNTERS, Region, field_bits
 from .params import ChipParams, bits_for
@@ -46,8 +47,11 @@ def htree_links(first: int, count: int, leaves: int) -> int:
 class Chip(wiring.Component):
     """The generated chip. Ports: ``cmd`` (host commands), ``rsp`` (read data), ``busy``."""
 
-    def __init__(self, p: ChipParams) -> None:
+    def __init__(self, p: ChipParams, *, subarray_module: str | None = None) -> None:
+        """``subarray_module``: instantiate the subarrays as that separately generated Verilog
+        module (export); None elaborates them here (Amaranth simulation)."""
         self.params = p
+        self.subarray_module = subarray_module
         super().__init__(
             {
                 "cmd": In(stream.Signature(Command)),
@@ -90,8 +94,12 @@ class Chip(wiring.Component):
             for k in range(lay.row_blocks):
                 row = []
                 for cb in range(lay.col_blocks):
-                    sa = Subarray(p, thr[i], lev[i])
+                    sa = Subarray(p)
+                    if self.subarray_module is not None:
+                        sa = Blackbox(sa, self.subarray_module)  # type: ignore[assignment]
                     m.submodules[f"l{i}_sa{k}_{cb}"] = sa
+                    m.d.comb += [x.eq(t) for x, t in zip(sa.thresholds, thr[i], strict=True)]
+                    m.d.comb += [x.eq(v) for x, v in zip(sa.levels, lev[i], strict=True)]
                     row.append(sa)
                 grid.append(row)
             subs.append(grid)

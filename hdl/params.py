@@ -179,8 +179,6 @@ class ChipParams:
         plan: dict[str, Any],
         *,
         batch: int | None = None,
-        feedback_lanes: int | None = None,
-        wgu: str = "auto",
     ) -> ChipParams:
         """Map a design point and its integer plan (``IntegerPlan.to_dict()``) onto hardware."""
         a, p, c = dp.array, dp.precision, dp.chip
@@ -202,12 +200,8 @@ class ChipParams:
         batch = dp.learning.batch_size if batch is None else batch
         if not 1 <= batch <= 4096:
             raise HardwareError(f"batch = {batch} is not allowed: must be 1..4096 samples")
-        wgu_mode = ("per-layer" if rule == "dfa" else "shared") if wgu == "auto" else wgu
-        if wgu_mode not in ("per-layer", "shared"):
-            raise HardwareError(f"wgu = {wgu!r} is not allowed: must be auto, per-layer or shared")
-        lanes = feedback_lanes if feedback_lanes is not None else 16
-        if not 1 <= lanes <= 256:
-            raise HardwareError(f"feedback_lanes = {lanes} is not allowed: must be 1..256")
+        wgu_mode = ("per-layer" if rule == "dfa" else "shared") if c.wgu == "auto" else c.wgu
+        lanes = c.feedback_lanes
         widths = (*[lp["fan_in"] for lp in plan["layers"]], plan["layers"][-1]["fan_out"])
         nw = a.cols // (pols * slices)
         per_tile = c.pes_per_tile * c.subarrays_per_pe

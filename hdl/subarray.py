@@ -28,12 +28,10 @@ from .params import ChipParams, bits_for
 
 
 class Subarray(wiring.Component):
-    """One ``rows x cols`` subarray of a layer. ``thresholds``/``levels`` are the layer's ADC."""
+    """One ``rows x cols`` subarray of a layer; every subarray of a chip has the same ports."""
 
-    def __init__(self, p: ChipParams, thresholds: list[Value], levels: list[Value]) -> None:
+    def __init__(self, p: ChipParams) -> None:
         self._p = p
-        self._thresholds = thresholds
-        self._levels = levels
         nw = p.weights_per_row
         self.cell_width = p.used_cols * p.cell_bits
         self.y_width = p.level_bits + p.activation_bits + p.weight_bits + 2
@@ -60,6 +58,9 @@ class Subarray(wiring.Component):
                 "waddr": In(range(max(2, p.rows))),
                 "wdata": In(self.cell_width),
                 "wen": In(nw),
+                # the layer's ADC table (runtime registers, shared by all its subarrays)
+                "thresholds": In(p.threshold_bits).array(p.adc_levels - 1),
+                "levels": In(p.level_bits).array(p.adc_levels),
             }
         )
 
@@ -118,9 +119,9 @@ class Subarray(wiring.Component):
             )
             x = Signal(p.column_sum_bits, name=f"adc{g}_in")
             m.d.comb += x.eq(inputs[self.conv_plane][self.conv_sel])
-            code = tree_sum([(x >= t).as_unsigned() for t in self._thresholds])
+            code = tree_sum([(x >= t).as_unsigned() for t in self.thresholds])
             level = Signal(p.level_bits, name=f"adc{g}_level")
-            m.d.comb += level.eq(Array(self._levels)[code])
+            m.d.comb += level.eq(Array(self.levels)[code])
             for mi in range(cpa):
                 col = mi * n_adc + g
                 if col >= cols:

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import config
+from .hdl_cli import hdl_app
 
 app = typer.Typer(
     add_completion=False,
@@ -26,6 +27,7 @@ app = typer.Typer(
 )
 config_app = typer.Typer(no_args_is_help=True, help="Show design points and their schema.")
 app.add_typer(config_app, name="config")
+app.add_typer(hdl_app, name="hdl")
 
 err = Console(stderr=True, soft_wrap=True)
 out = Console()
@@ -205,6 +207,8 @@ def _train_with_progress(
 
 
 def main() -> None:
+    from .hdl.toolchain import ToolError
+
     try:
         app(standalone_mode=False)
     except config.DesignError as exc:
@@ -213,6 +217,9 @@ def main() -> None:
     except UsageError as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False)
         sys.exit(2)
+    except ToolError as exc:
+        err.print(f"[red]tool error:[/] {exc}", highlight=False)
+        sys.exit(3)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):

@@ -183,6 +183,14 @@ class Chip(_Section):
         default="lfsr", description="Where the DFA/FA feedback matrices live."
     )
     lfsr_seed: int = Field(default=0xACE1, ge=1, le=2**32 - 1)
+    wgu: Literal["auto", "per-layer", "shared"] = Field(
+        default="auto",
+        description="Weight-gradient units: one per layer (auto for DFA, all layers update at "
+        "once) or one shared by all layers (auto for BP and FA).",
+    )
+    feedback_lanes: int = Field(
+        default=16, ge=1, le=256, description="LFSR feedback bits consumed per cycle per layer."
+    )
 
 
 class Tech(_Section):
