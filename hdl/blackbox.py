@@ -26,7 +26,7 @@ class Blackbox(wiring.Component):
         for key, value in vars(template).items():
             if not key.startswith("_") and isinstance(value, int):
                 setattr(self, key, value)
-        template._MustUse__silence = True  # type: ignore[attr-defined]  # only its ports are used
+        template._MustUse__silence = True  # only its ports are used
 
     def elaborate(self, platform: object) -> Module:
         m = Module()

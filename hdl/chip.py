@@ -96,7 +96,7 @@ class Chip(wiring.Component):
                 for cb in range(lay.col_blocks):
                     sa = Subarray(p)
                     if self.subarray_module is not None:
-                        sa = Blackbox(sa, self.subarray_module)  # type: ignore[assignment]
+                        sa = Blackbox(sa, self.subarray_module)
                     m.submodules[f"l{i}_sa{k}_{cb}"] = sa
                     m.d.comb += [x.eq(t) for x, t in zip(sa.thresholds, thr[i], strict=True)]
                     m.d.comb += [x.eq(v) for x, v in zip(sa.levels, lev[i], strict=True)]

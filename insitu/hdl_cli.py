@@ -122,9 +122,9 @@ def fpga(
         [v],
         top,
         folder / f"fpga-{target}",
-        target,
+        target,  # type: ignore[arg-type]
         freq_mhz=freq_mhz,
-        wrap_io=wrap_io,  # type: ignore[arg-type]
+        wrap_io=wrap_io,
     )
     t = Table(title=f"nextpnr {target}: {top}")
     t.add_column("resource")
