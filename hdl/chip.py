@@ -234,12 +234,21 @@ class Chip(wiring.Component):
         host_ok = Signal()
         rsp_pending = Signal()
         rsp_data = Signal(32)
-        host_take = self.cmd.valid & self.cmd.ready
-        host_wr = host_take & self.cmd.payload.write
-        host_rd = host_take & ~self.cmd.payload.write
-        idle = phase == 0
+        # decoded once: Amaranth rebuilds an expression at every use, and these have hundreds
+        host_take = wire(m, self.cmd.valid & self.cmd.ready, 1, "host_take")
+        host_wr = wire(m, host_take & self.cmd.payload.write, 1, "host_wr")
+        host_rd = wire(m, host_take & ~self.cmd.payload.write, 1, "host_rd")
+        idle = wire(m, phase == 0, 1, "idle")
+        rg = {x: wire(m, region == x, 1, f"region_{x.name.lower()}") for x in Region}
+        hl_is = [wire(m, hl == i, 1, f"host_layer{i}") for i in range(L)]
+        host_cells = wire(
+            m,
+            encode_cells(wdata[: p.weight_bits].as_signed(), p.weight_bits, p.encoding),
+            p.polarities * p.weight_bits,
+            "host_cells",
+        )
         m.d.comb += [
-            host_ok.eq(idle | (region == Region.CTRL) | (region == Region.COUNTER)),
+            host_ok.eq(idle | rg[Region.CTRL] | rg[Region.COUNTER]),
             self.cmd.ready.eq(~rsp_pending & host_ok),
             self.rsp.valid.eq(rsp_pending),
             self.rsp.payload.eq(rsp_data),
@@ -263,7 +272,7 @@ class Chip(wiring.Component):
         # ---------------------------------------------------------------- layer wiring
         lbits = field_bits(nw)
         for i, lay in enumerate(lays):
-            is_cur = cur == i
+            is_cur = wire(m, cur == i, 1, f"cur_is{i}")
             a_rd, a_wr = act[i][1], act[i][2]
             kbits = field_bits(lay.row_blocks)
             rbits = field_bits(R)
@@ -277,7 +286,7 @@ class Chip(wiring.Component):
             with m.Else():
                 m.d.comb += [
                     a_rd.addr.eq(off >> kbits),
-                    a_rd.en.eq(host_rd & (region == Region.ACT) & (hl == i)),
+                    a_rd.en.eq(host_rd & rg[Region.ACT] & hl_is[i]),
                 ]
             # delta memory read: WGU / host
             d_rd = dlt[i][1]
@@ -286,10 +295,10 @@ class Chip(wiring.Component):
             with m.Else():
                 m.d.comb += [
                     d_rd.addr.eq(off >> lbits),
-                    d_rd.en.eq(host_rd & (region == Region.DELTA) & (hl == i)),
+                    d_rd.en.eq(host_rd & rg[Region.DELTA] & hl_is[i]),
                 ]
             # act memory write: host (any layer) or the previous layer's requantized outputs
-            host_act = host_wr & (region == Region.ACT) & (hl == i)
+            host_act = host_wr & rg[Region.ACT] & hl_is[i]
             with m.If(host_act):
                 m.d.comb += [
                     a_wr.addr.eq(off >> kbits),
@@ -301,9 +310,7 @@ class Chip(wiring.Component):
                 for cb in range(lay.col_blocks):
                     sa = subs[i][k][cb]
                     sub_id = k * lay.col_blocks + cb
-                    host_sa = (
-                        (region == Region.WEIGHT) & (hl == i) & ((off >> (rbits + lbits)) == sub_id)
-                    )
+                    host_sa = rg[Region.WEIGHT] & hl_is[i] & ((off >> (rbits + lbits)) == sub_id)
                     m.d.comb += [
                         sa.clear.eq(clearing & is_cur),
                         sa.accumulate.eq(accumulate & is_cur & (phase == 1)),
@@ -331,12 +338,9 @@ class Chip(wiring.Component):
                             sa.wen.eq(Mux(wgu.w_write, (1 << nw) - 1, 0)),
                         ]
                     with m.Else():
-                        cells = encode_cells(
-                            wdata[: p.weight_bits].as_signed(), p.weight_bits, p.encoding
-                        )
                         m.d.comb += [
                             sa.waddr.eq(off >> lbits),
-                            sa.wdata.eq(cells.replicate(nw)),
+                            sa.wdata.eq(host_cells.replicate(nw)),
                             sa.wen.eq(Mux(host_wr & host_sa, Const(1, nw) << off[:lbits], 0)),
                         ]
             # WGU read data
@@ -411,7 +415,7 @@ class Chip(wiring.Component):
 
         with m.FSM() as fsm:
             with m.State("IDLE"):
-                with m.If(host_wr & (region == Region.CTRL) & (off == 2) & (wdata[:16] != 0)):
+                with m.If(host_wr & rg[Region.CTRL] & (off == 2) & (wdata[:16] != 0)):
                     m.d.sync += [
                         n_samples.eq(wdata[:16]),
                         infer_only.eq(wdata[16]),
@@ -602,7 +606,7 @@ class Chip(wiring.Component):
             ]
 
         # ---------------------------------------------------------------- host reads/writes
-        with m.If(host_wr & (region == Region.CTRL)):
+        with m.If(host_wr & rg[Region.CTRL]):
             with m.If(off == 3):
                 m.d.sync += step.eq(wdata)
             for i in range(L):
@@ -610,19 +614,19 @@ class Chip(wiring.Component):
                     m.d.sync += grad_shift[i].eq(wdata[:6])
         for i in range(L):
             for j, t in enumerate(thr[i]):
-                with m.If(host_wr & (region == Region.ADC_T) & (hl == i) & (off == j)):
+                with m.If(host_wr & rg[Region.ADC_T] & hl_is[i] & (off == j)):
                     m.d.sync += t.eq(wdata)
             for j, v in enumerate(lev[i]):
-                with m.If(host_wr & (region == Region.ADC_L) & (hl == i) & (off == j)):
+                with m.If(host_wr & rg[Region.ADC_L] & hl_is[i] & (off == j)):
                     m.d.sync += v.eq(wdata)
         m.d.comb += [
             lab_wr.addr.eq(off),
             lab_wr.data.eq(wdata),
-            lab_wr.en.eq(host_wr & (region == Region.LABEL)),
+            lab_wr.en.eq(host_wr & rg[Region.LABEL]),
         ]
-        with m.If(host_rd & (region == Region.OUT)):
+        with m.If(host_rd & rg[Region.OUT]):
             m.d.comb += [out_rd.addr.eq(off >> field_bits(p.classes)), out_rd.en.eq(1)]
-        with m.If(host_rd & (region == Region.LABEL)):
+        with m.If(host_rd & rg[Region.LABEL]):
             m.d.comb += [lab_rd.addr.eq(off), lab_rd.en.eq(1)]
 
         # read data, one cycle after the command
