@@ -21,6 +21,7 @@ from amaranth.lib.wiring import In, Out
 from .arith import clamp_unsigned, encode_cells, rshift_round, saturate, tree_sum, wire
 from .blackbox import Blackbox
 from .feedback import FeedbackEngine
+from .htree import HTree
 from .memory_map import COUNTERS, Region, field_bits
 from .params import ChipParams, bits_for
 from .subarray import Subarray
@@ -204,16 +205,19 @@ class Chip(wiring.Component):
             m.d.sync += pipe_v[s].eq(pipe_v[s - 1])
         for s in range(1, D + 1):
             m.d.sync += pipe_r[s].eq(pipe_r[s - 1])
-        act_words = [Signal(lay.row_blocks * A, name=f"aw{i}_0") for i, lay in enumerate(lays)]
-        tree_out = []
-        for i, lay in enumerate(lays):
-            m.d.comb += act_words[i].eq(act[i][1].data)
-            stage = act_words[i]
-            for s in range(D):
-                nxt = Signal(lay.row_blocks * A, name=f"aw{i}_{s + 1}")
-                m.d.sync += nxt.eq(stage)
-                stage = nxt
-            tree_out.append(stage)
+        # The row's inputs go from the global buffer to the tiles over the H-tree (broadcast,
+        # ``depth`` register hops); each layer reads the leaf of its first tile.
+        word_w = max(lay.row_blocks for lay in lays) * A
+        htree = HTree(leaves=p.tiles, data_width=word_w)
+        m.submodules.htree = htree
+        m.d.comb += [
+            htree.down.valid.eq(pipe_v[0]),
+            htree.down.payload.data.eq(Array(a[1].data for a in act)[cur]),
+            htree.down.payload.broadcast.eq(1),
+            htree.up.ready.eq(1),
+        ]
+        m.d.comb += [leaf.ready.eq(1) for leaf in htree.leaf]
+        tree_out = [htree.leaf[lay.first_tile].payload[: lay.row_blocks * A] for lay in lays]
         arr_read = pipe_v[D - 1] if D >= 1 else f_issue
         arr_row = pipe_r[D - 1] if D >= 1 else f_row
         accumulate = pipe_v[D]
