@@ -142,7 +142,7 @@ def test_chip_matches_golden(
             "precision.activation_bits=3",
             "precision.error_bits=6",
             "precision.gradient_bits=4",
-            f"array.adc_bits={int(rng.integers(2, 4))}",
+            f"array.adc_bits={min(int(rng.integers(2, 4)), (rows * (2**cell - 1)).bit_length())}",
             f"array.cols_per_adc={int(rng.integers(1, 4))}",
             f"learning.batch_size={int(rng.choice([2, 4]))}",
             "learning.hardware_lr=0.5",
