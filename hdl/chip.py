@@ -419,7 +419,9 @@ class Chip(wiring.Component):
 
         with m.FSM() as fsm:
             with m.State("IDLE"):
-                with m.If(host_wr & rg[Region.CTRL] & (off == 2) & (wdata[:16] != 0)):
+                with m.If(
+                    host_wr & rg[Region.CTRL] & (off == 2) & (wdata[:16] != 0) & (wdata[:16] <= B)
+                ):
                     m.d.sync += [
                         n_samples.eq(wdata[:16]),
                         infer_only.eq(wdata[16]),
