@@ -236,6 +236,8 @@ class Chip(wiring.Component):
         off = self.cmd.payload.addr[:24]
         wdata = self.cmd.payload.data
         host_ok = Signal()
+        # a read is answered the cycle after it is taken (memories have one cycle of latency)
+        rd_pend = Signal()
         rsp_pending = Signal()
         rsp_data = Signal(32)
         # decoded once: Amaranth rebuilds an expression at every use, and these have hundreds
@@ -253,13 +255,13 @@ class Chip(wiring.Component):
         )
         m.d.comb += [
             host_ok.eq(idle | rg[Region.CTRL] | rg[Region.COUNTER]),
-            self.cmd.ready.eq(~rsp_pending & host_ok),
+            # one read in flight: a second is taken only once the first has left rd_pend and
+            # its response is being consumed, so a held-off response is never overwritten
+            self.cmd.ready.eq(host_ok & ~rd_pend & (~rsp_pending | self.rsp.ready)),
             self.rsp.valid.eq(rsp_pending),
             self.rsp.payload.eq(rsp_data),
             self.busy.eq(~idle),
         ]
-        # a read is answered the cycle after it is taken (memories have one cycle of latency)
-        rd_pend = Signal()
         rd_region = Signal(4)
         rd_layer = Signal(4)
         rd_off = Signal(24)

@@ -137,3 +137,16 @@ def fpga(
         f"fmax {rep.fmax_mhz} MHz (target {rep.freq_target_mhz}, met: {rep.timing_met}), "
         f"bitstream {rep.bitstream}"
     )
+
+
+@hdl_app.command("lint")
+def lint(
+    folder: Annotated[Path, typer.Argument(help="A folder written by `insitu hdl generate`.")],
+) -> None:
+    """Verilator --lint-only -Wall with the documented waivers; exit 1 on any warning."""
+    from .hdl.lint import lint_command
+
+    _generated(folder)
+    code = lint_command(folder)
+    if code:
+        raise typer.Exit(code)
