@@ -29,7 +29,11 @@ DATASET_SHAPES: dict[str, tuple[int, int]] = {
     "procedural": (40, 10),
     "mnist": (784, 10),
     "fashion-mnist": (784, 10),
+    "yinyang": (4, 3),
 }
+
+#: Learning rules of spiking networks (``network.activation: lif``); the others train ReLU MLPs.
+SPIKING_RULES = ("bptt", "error-triggered", "eventprop")
 
 
 class DesignError(ValueError):
@@ -59,10 +63,12 @@ class Network(_Section):
         default=(64, 128, 128, 10),
         description="Layer widths from input features to classes, e.g. [784, 256, 256, 10].",
     )
-    activation: Literal["relu"] = Field(
-        default="relu", description="Hidden activation (the integer contract defines ReLU)."
+    activation: Literal["relu", "lif"] = Field(
+        default="relu",
+        description="relu: an MLP (the integer contract defines ReLU); lif: a spiking network "
+        "of current-based LIF neurons (section snn, rules bptt, error-triggered, eventprop).",
     )
-    dataset: Literal["digits", "procedural", "mnist", "fashion-mnist"] = "digits"
+    dataset: Literal["digits", "procedural", "mnist", "fashion-mnist", "yinyang"] = "digits"
     data_dir: str | None = Field(
         default=None, description="Folder of IDX files (torchvision names) for mnist/fashion-mnist."
     )
@@ -81,7 +87,11 @@ class Network(_Section):
 class Learning(_Section):
     """Learning rule and optimizer."""
 
-    rule: Literal["bp", "fa", "dfa"] = "dfa"
+    rule: Literal["bp", "fa", "dfa", "bptt", "error-triggered", "eventprop"] = Field(
+        default="dfa",
+        description="bp, fa, dfa: MLP rules; bptt, error-triggered, eventprop: spiking rules "
+        "(network.activation: lif).",
+    )
     mode: Literal["float", "hardware"] = Field(
         default="float",
         description="float: float32 training; hardware: the integer CIM contract "
@@ -169,6 +179,172 @@ class Array(_Section):
         return math.ceil(math.log2(self.max_partial_sum + 1))
 
 
+class Snn(_Section):
+    """Spiking networks (``network.activation: lif``): neurons, encoder and spiking rules.
+
+    Times are in milliseconds. Neurons are current-based LIF:
+    ``tau_mem dV/dt = -V + I``, ``tau_syn dI/dt = -I``, an input spike adds its weight to I, and
+    V reaching ``threshold`` emits a spike and resets V.
+    """
+
+    tau_mem: float = Field(default=20.0, gt=0, le=1e4, description="Membrane time constant (ms).")
+    tau_syn: float = Field(default=5.0, gt=0, le=1e4, description="Synaptic time constant (ms).")
+    threshold: float = Field(default=1.0, gt=0, le=1e3, description="Firing threshold.")
+    reset: Literal["zero", "subtract"] = Field(
+        default="zero", description="After a spike V is set to 0 or lowered by the threshold."
+    )
+    refractory: float = Field(
+        default=0.0, ge=0, le=1e3, description="Refractory period (ms): V held at 0 after a spike."
+    )
+    t_max: float = Field(
+        default=30.0, gt=0, le=1e5, description="Simulated window per sample (ms)."
+    )
+    dt: float = Field(
+        default=0.5, gt=0, le=100, description="Time step of the time-stepped rules (ms)."
+    )
+    encoder: Literal["latency", "rate"] = Field(
+        default="latency",
+        description="latency: one spike per feature at t_early + (1 - x) (t_late - t_early), "
+        "none for x <= latency_cutoff; rate: Bernoulli spikes each step with rate x * max_rate.",
+    )
+    t_early: float = Field(default=0.0, ge=0, le=1e5, description="Latency code: time of x = 1.")
+    t_late: float = Field(default=15.0, ge=0, le=1e5, description="Latency code: time of x = 0.")
+    latency_cutoff: float = Field(
+        default=-1.0, ge=-1, lt=1, description="Latency code: features <= this emit no spike."
+    )
+    max_rate: float = Field(
+        default=0.2, gt=0, le=10, description="Rate code: spikes per ms at x = 1."
+    )
+    bias_spike: bool = Field(
+        default=True, description="An extra input neuron spiking at t = 0 (a learnable bias)."
+    )
+    loss: Literal["auto", "first-spike", "membrane"] = Field(
+        default="auto",
+        description="first-spike: cross-entropy of -t_first/ttfs_tau (eventprop only); membrane: "
+        "cross-entropy of the output neurons' maximum membrane over time (non-spiking readout). "
+        "auto: first-spike for eventprop, membrane otherwise.",
+    )
+    ttfs_tau: float = Field(
+        default=2.0, gt=0, le=1e4, description="First-spike loss: softmax temperature (ms)."
+    )
+    ttfs_reg: float = Field(
+        default=0.002,
+        ge=0,
+        le=10,
+        description="First-spike loss: weight of exp(t_label / ttfs_reg_tau) - 1 (early spikes).",
+    )
+    ttfs_reg_tau: float = Field(default=15.0, gt=0, le=1e4)
+    observations: int = Field(
+        default=30,
+        ge=1,
+        le=10000,
+        description="EventProp membrane loss: membrane samples, evenly spaced in (0, t_max].",
+    )
+    init_mean: float = Field(
+        default=1.0,
+        ge=-100,
+        le=100,
+        description="Weight init: mean drive of a layer, in thresholds, if all inputs spiked "
+        "together.",
+    )
+    init_std: float = Field(
+        default=1.0, ge=0, le=100, description="Weight init: spread of that drive, in thresholds."
+    )
+    surrogate_slope: float = Field(
+        default=5.0,
+        gt=0,
+        le=1e3,
+        description="BPTT surrogate 1/(1 + slope |V - threshold| / threshold)^2.",
+    )
+    max_spikes: int = Field(
+        default=16, ge=1, le=1000, description="EventProp: spikes kept per neuron and sample."
+    )
+    error_trigger: bool = Field(
+        default=True,
+        description="error-triggered rule: quantize errors into events (false: the dense "
+        "three-factor rule, an update wherever error x window x trace is nonzero).",
+    )
+    error_threshold: float = Field(
+        default=0.05, gt=0, le=1e3, description="Initial error threshold (one per layer)."
+    )
+    target_event_rate: float | None = Field(
+        default=0.005,
+        gt=0,
+        le=1,
+        description="Error events per neuron and time step the threshold adapts towards "
+        "(None: fixed threshold).",
+    )
+    gate_window: float = Field(
+        default=0.5,
+        gt=0,
+        le=10,
+        description="Three-factor gate: updates only where |V - threshold| < gate_window * "
+        "threshold (the surrogate derivative's window).",
+    )
+    trace_threshold: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="Presynaptic trace below this (fraction of its peak) gates the update off.",
+    )
+    update_levels: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Pulses per event and synapse: 1 = ternary (-1, 0, +1); n: the trace "
+        "rounded to 0..n pulses.",
+    )
+    weight_range: float = Field(
+        default=4.0,
+        gt=0,
+        le=1e4,
+        description="Hardware mode: real value of the largest weight on the crossbar.",
+    )
+
+
+def _check_spiking(dp: DesignPoint) -> None:
+    """Cross-field checks between network.activation, learning.rule and snn."""
+    n, lr, s = dp.network, dp.learning, dp.snn
+    spiking_rule = lr.rule in SPIKING_RULES
+    if n.activation == "lif" and not spiking_rule:
+        raise _Inconsistent(
+            "learning.rule",
+            lr.rule,
+            f"one of {', '.join(SPIKING_RULES)} for a spiking network (network.activation: "
+            "lif); bp, fa and dfa train ReLU MLPs",
+        )
+    if spiking_rule and n.activation != "lif":
+        raise _Inconsistent(
+            "network.activation",
+            n.activation,
+            f"'lif' for the spiking rule learning.rule={lr.rule!r} (bp, fa or dfa train ReLU MLPs)",
+        )
+    if not spiking_rule:
+        return
+    if s.tau_mem == s.tau_syn:
+        raise _Inconsistent("snn.tau_syn", s.tau_syn, f"different from snn.tau_mem={s.tau_mem}")
+    if s.encoder == "latency" and s.t_late <= s.t_early:
+        raise _Inconsistent("snn.t_late", s.t_late, f"greater than snn.t_early={s.t_early}")
+    if s.encoder == "latency" and s.t_late > s.t_max:
+        raise _Inconsistent("snn.t_late", s.t_late, f"at most snn.t_max={s.t_max}")
+    if s.dt > s.t_max / 4:
+        raise _Inconsistent("snn.dt", s.dt, f"at most snn.t_max / 4 = {s.t_max / 4}")
+    if s.loss == "first-spike" and lr.rule != "eventprop":
+        raise _Inconsistent(
+            "snn.loss",
+            s.loss,
+            f"'membrane' or 'auto' for learning.rule={lr.rule!r} "
+            "(the first-spike loss needs exact spike times: learning.rule=eventprop)",
+        )
+    if lr.rule == "eventprop":
+        if s.refractory > 0:
+            raise _Inconsistent("snn.refractory", s.refractory, "0 with learning.rule=eventprop")
+        if s.reset != "zero":
+            raise _Inconsistent("snn.reset", s.reset, "'zero' with learning.rule=eventprop")
+        if s.encoder != "latency":
+            raise _Inconsistent("snn.encoder", s.encoder, "'latency' with learning.rule=eventprop")
+
+
 class Chip(_Section):
     """Chip organisation (NeuroSim-style hierarchy)."""
 
@@ -217,6 +393,7 @@ class DesignPoint(_Section):
     array: Array = Array()
     chip: Chip = Chip()
     tech: Tech = Tech()
+    snn: Snn = Snn()
 
     @model_validator(mode="after")
     def _consistent(self) -> DesignPoint:
@@ -246,6 +423,7 @@ class DesignPoint(_Section):
                 f"first entry {feat} (features) and last entry {classes} (classes) "
                 f"for dataset '{n.dataset}'",
             )
+        _check_spiking(self)
         return self
 
     @property

@@ -70,7 +70,7 @@ MALFORMED = [
     (["array.bogus=1"], None, ["array.bogus", "unknown field", "adc_bits"]),
     (["array.rows=abc"], None, ["array.rows", "'abc'", "integer"]),
     (["array.rows=0"], None, ["array.rows", "0", "greater than or equal to 1"]),
-    (["learning.rule=sgd"], None, ["learning.rule", "'sgd'", "'bp', 'fa' or 'dfa'"]),
+    (["learning.rule=sgd"], None, ["learning.rule", "'sgd'", "'bp', 'fa', 'dfa'"]),
     (["array.adc_bits=12"], None, ["array.adc_bits", "12", "at most 9", "0..384"]),
     (
         ["precision.weight_bits=7"],
