@@ -23,6 +23,7 @@ from .data import Dataset, batches, load_dataset
 from .floatnet import FloatMLP
 from .hardware import HardwareMLP
 from .plan import quantize_inputs
+from .snn_model import SpikingNet
 
 CHECKPOINT = "checkpoint.pt"
 SUMMARY = "summary.json"
@@ -31,13 +32,16 @@ CALIBRATION_SAMPLES = 256
 Progress = Callable[[dict[str, Any]], None]
 
 
-def build_model(dp: DesignPoint) -> FloatMLP | HardwareMLP:
+def build_model(dp: DesignPoint) -> FloatMLP | HardwareMLP | SpikingNet:
+    if dp.network.activation == "lif":
+        return SpikingNet(dp)
     return HardwareMLP(dp) if dp.learning.mode == "hardware" else FloatMLP(dp)
 
 
 def prepare_inputs(dp: DesignPoint, x: np.ndarray) -> torch.Tensor:
-    """Float mode: the pixels; hardware mode: the quantized integer inputs of the contract."""
-    if dp.learning.mode == "hardware":
+    """Float mode and spiking networks: the features (spiking networks encode them into spikes
+    themselves); hardware mode: the quantized integer inputs of the contract."""
+    if dp.learning.mode == "hardware" and dp.network.activation != "lif":
         return torch.from_numpy(quantize_inputs(x, dp.precision.activation_bits))
     return torch.from_numpy(np.array(x, dtype=np.float32))
 
@@ -92,6 +96,8 @@ def train(
         model.start_epoch(epoch)
         if isinstance(model, HardwareMLP):
             model.calibrate_adc(x_train[:CALIBRATION_SAMPLES])
+        elif isinstance(model, SpikingNet):
+            model.calibrate(x_train[:CALIBRATION_SAMPLES])
         correct = seen = 0
         loss_sum = 0.0
         n_batches = -(-len(x_train) // dp.learning.batch_size)
@@ -128,6 +134,8 @@ def train(
             "test_accuracy": test_acc,
             "seconds": time.perf_counter() - t0,
         }
+        if isinstance(model, SpikingNet):
+            record["events"] = model.epoch_counts.to_dict()
         history.append(record)
         if progress:
             progress({"epoch_done": record})
@@ -172,5 +180,7 @@ def train(
                 for lp in model.plan.layers
             ]
         }
+    if isinstance(model, SpikingNet):
+        summary["spiking"] = model.report()
     write_json(out / SUMMARY, summary)
     return summary
