@@ -114,7 +114,7 @@ def _solve(v: Tensor, i: Tensor, lo: Tensor, hi: Tensor, p: LifParams) -> Tensor
         nxt = torch.where(done, s, nxt)
         delta = (nxt - s).abs()
         s = nxt
-        if bool((delta <= 1e-14 * (1.0 + s.abs())).all()):
+        if bool((delta <= 1e-12 * (1.0 + s.abs())).all()):
             break
     return s
 

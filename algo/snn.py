@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -249,3 +250,43 @@ def init_weights(dp: DesignPoint, n_inputs: int, generator: torch.Generator) -> 
         w = mean + std * torch.randn(fan_in, fan_out, generator=generator, dtype=torch.float64)
         out.append(w)
     return out
+
+
+Convert = Callable[[int, Tensor, Tensor, Tensor], Tensor]
+
+
+@dataclass
+class NetworkTrace:
+    """A time-stepped forward pass: each layer's input spikes and LIF trace, output membrane."""
+
+    inputs: list[Tensor]  # (T, B, fan_in) per layer
+    hidden: list[LayerTrace]  # per hidden layer
+    v_out: Tensor  # (T, B, classes)
+
+
+def network_forward(
+    raster: Tensor,
+    weights: list[Tensor],
+    p: LifParams,
+    *,
+    convert: Convert | None = None,
+    surrogate: bool = True,
+    record: bool = False,
+) -> NetworkTrace:
+    """Hidden LIF layers then a non-spiking readout; ``convert(layer, column_sums, x, w)`` stands
+    for the crossbar's read-out (ADC, noise) of each layer's column sums."""
+    x = raster
+    inputs, hidden = [], []
+    v_out = raster.new_zeros(0)
+    for li, w in enumerate(weights):
+        inputs.append(x)
+        cur = x @ w
+        if convert is not None:
+            cur = convert(li, cur, x, w)
+        if li == len(weights) - 1:
+            v_out = leaky_readout(cur, p)
+        else:
+            tr = lif_layer(cur, p, surrogate=surrogate, record=record)
+            hidden.append(tr)
+            x = tr.spikes
+    return NetworkTrace(inputs, hidden, v_out)
