@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import config
+from .analog_cli import analog_app
 from .hdl_cli import hdl_app
 
 app = typer.Typer(
@@ -28,6 +29,7 @@ app = typer.Typer(
 config_app = typer.Typer(no_args_is_help=True, help="Show design points and their schema.")
 app.add_typer(config_app, name="config")
 app.add_typer(hdl_app, name="hdl")
+app.add_typer(analog_app, name="analog")
 
 err = Console(stderr=True, soft_wrap=True)
 out = Console()
