@@ -236,6 +236,10 @@ class Encoder:
         return out
 
 
+def _per_layer(v: float | tuple[float, ...], layer: int) -> float:
+    return float(v[layer]) if isinstance(v, tuple) else float(v)
+
+
 def init_weights(dp: DesignPoint, n_inputs: int, generator: torch.Generator) -> list[Tensor]:
     """Gaussian float64 weights (fan_in, fan_out) per layer, scaled by the PSP peak: the mean
     drive of a layer is ``init_mean`` thresholds when all its inputs spike together, its spread
@@ -244,9 +248,9 @@ def init_weights(dp: DesignPoint, n_inputs: int, generator: torch.Generator) -> 
     gain = p.threshold / p.kernel_peak()
     widths = [n_inputs, *dp.network.layers[1:]]
     out = []
-    for fan_in, fan_out in itertools.pairwise(widths):
-        mean = dp.snn.init_mean * gain / fan_in
-        std = dp.snn.init_std * gain / math.sqrt(fan_in)
+    for li, (fan_in, fan_out) in enumerate(itertools.pairwise(widths)):
+        mean = _per_layer(dp.snn.init_mean, li) * gain / fan_in
+        std = _per_layer(dp.snn.init_std, li) * gain / math.sqrt(fan_in)
         w = mean + std * torch.randn(fan_in, fan_out, generator=generator, dtype=torch.float64)
         out.append(w)
     return out

@@ -212,7 +212,7 @@ class SpikingNet:
         loss = torch.nn.functional.cross_entropy(logits, labels)
         loss.backward()
         self._apply(counts)
-        return logits, float(loss), tr
+        return logits, float(loss.detach()), tr
 
     def _eventprop_logits(
         self, x: Tensor, weights: list[Tensor]

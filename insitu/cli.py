@@ -23,7 +23,8 @@ from .hdl_cli import hdl_app
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
-    help="insitu: co-design compute-in-memory chips that learn on-chip (BP, FA, DFA).",
+    help="insitu: co-design compute-in-memory chips that learn on-chip (BP, FA, DFA; spiking: "
+    "BPTT, error-triggered, EventProp).",
     pretty_exceptions_enable=False,
 )
 config_app = typer.Typer(no_args_is_help=True, help="Show design points and their schema.")
@@ -129,6 +130,13 @@ def train(
         f"{summary['epochs']} epochs in {summary['wall_time_s']:.1f} s "
         f"-> {out_dir / 'summary.json'}"
     )
+    if "spiking" in summary:
+        ev = summary["spiking"]["events"]
+        out.print(
+            f"  events: {ev['spikes']:,} spikes, {ev['error_events']:,} error events, "
+            f"{ev['cell_updates']:,} cell updates ({ev['pulses']:,} pulses); priced "
+            f"{summary['spiking']['energy']['total_pj'] / 1e6:.3f} uJ (docs/spiking.md)"
+        )
 
 
 @app.command()

@@ -240,15 +240,15 @@ class Snn(_Section):
         le=10000,
         description="EventProp membrane loss: membrane samples, evenly spaced in (0, t_max].",
     )
-    init_mean: float = Field(
+    init_mean: float | tuple[float, ...] = Field(
         default=1.0,
-        ge=-100,
-        le=100,
-        description="Weight init: mean drive of a layer, in thresholds, if all inputs spiked "
-        "together.",
+        description="Weight init: mean drive of a layer, in thresholds, if all its inputs "
+        "spiked together (one value, or one per weight layer).",
     )
-    init_std: float = Field(
-        default=1.0, ge=0, le=100, description="Weight init: spread of that drive, in thresholds."
+    init_std: float | tuple[float, ...] = Field(
+        default=1.0,
+        description="Weight init: spread of that drive, in thresholds (one value, or one per "
+        "weight layer).",
     )
     surrogate_slope: float = Field(
         default=5.0,
@@ -321,6 +321,12 @@ def _check_spiking(dp: DesignPoint) -> None:
         )
     if not spiking_rule:
         return
+    for name in ("init_mean", "init_std"):
+        v = getattr(s, name)
+        if isinstance(v, tuple) and len(v) != len(n.layers) - 1:
+            raise _Inconsistent(
+                f"snn.{name}", list(v), f"one number or {len(n.layers) - 1} (one per weight layer)"
+            )
     if s.tau_mem == s.tau_syn:
         raise _Inconsistent("snn.tau_syn", s.tau_syn, f"different from snn.tau_mem={s.tau_mem}")
     if s.encoder == "latency" and s.t_late <= s.t_early:
