@@ -276,8 +276,8 @@ def build_lut(plan: Plan, outcomes: list[Outcome], out: Path, stats: SweepStats)
     taps = np.array([lo + (i - 0.5) * lsb for i in range(1, ncode)])
     full, m = plan.full, plan.adc_range
     nan = np.nan
-    tables: dict[str, tuple[np.ndarray, list[tuple[str, str, list[Any]]], str, str]] = {}
-    ax_ct = [("corner", "", corners), ("temperature", "C", temps)]
+    tables: dict[str, tuple[np.ndarray, list[Any], str, str]] = {}
+    ax_ct: list[Any] = [("corner", "", corners), ("temperature", "C", temps)]
     ax_cts = [*ax_ct, ("sample", "", list(range(ns)))]
     failed: list[dict[str, Any]] = []
     by: dict[tuple[Any, ...], Outcome] = {}
@@ -479,7 +479,7 @@ def build_lut(plan: Plan, outcomes: list[Outcome], out: Path, stats: SweepStats)
     extras.update({f"_transfer_{k}": v for k, v in transfer.items()})
 
     def writer(f: Any) -> None:
-        np.savez_compressed(f, **arrays, **extras)
+        np.savez_compressed(f, **{**arrays, **extras})
 
     out.mkdir(parents=True, exist_ok=True)
     # tables.npz first, lut.json last: a reader never sees a manifest without its tables.
@@ -521,6 +521,12 @@ def _binned(x: np.ndarray, y: np.ndarray, full: int) -> tuple[np.ndarray, np.nda
     have = cnt > 0
     grid = np.arange(full + 1)
     mean = np.interp(grid, grid[have], tot[have] / cnt[have])
+    top = int(grid[have].max())
+    if top < full:
+        # Beyond the largest sum seen: continue with the slope of the top quarter of the data.
+        sel = x >= 0.75 * top
+        slope = np.polyfit(x[sel], y[sel], 1)[0] if sel.sum() > 2 else 1.0
+        mean[top + 1 :] = mean[top] + slope * (grid[top + 1 :] - top)
     resid = y - np.interp(x, grid, mean)
     # Spread in 16 bands of sums, so it can grow with the sum (IR drop, mismatch).
     bands = np.minimum((x / max(full, 1) * 16).astype(int), 15)

@@ -11,6 +11,7 @@ Monte Carlo point is the same netlist every time (and so the same cache key).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,7 +119,10 @@ def column(
     levels_max = 2**spec.cell_bits - 1
     rng = _rng(seed, 1)
     ranks = rng.permutation(n)
-    lv = rng.integers(0, levels_max + 1, size=(spec.patterns, n))
+    # Pattern p draws levels ~ Binomial(levels_max, (p + 1) / patterns): sparse to dense
+    # columns, the last one all at the top level, so the sweep covers every partial sum.
+    dens = (np.arange(spec.patterns) + 1.0) / spec.patterns
+    lv = rng.binomial(levels_max, dens[:, None], size=(spec.patterns, n))
     if tran:
         # Settling is measured on the largest current: one column with every cell at the top.
         lv = np.full((1, n), levels_max)
@@ -313,11 +317,11 @@ def adc(pdk: Pdk, corner: str, temp: float, kind: str, bits: int, seed: int, mc:
         net.v("RN", "refn", "0", lo)
         segs = [0.5] + [1.0] * (ncode - 2) + [0.5]
         nodes = ["refn", *[f"tap{i}" for i in range(1, ncode)], "refp"]
-        for s, (a, b) in enumerate(zip(nodes, nodes[1:], strict=False)):
+        for s, (na, nb) in enumerate(itertools.pairwise(nodes)):
             r = LADDER_R_OHM * segs[s]
             if mc:
                 r *= 1.0 + float(rng.normal(0.0, LADDER_R_SIGMA))
-            net.r(f"L{s}", a, b, r)
+            net.r(f"L{s}", na, nb, r)
         for i in range(1, ncode):
             dv = rng.normal(0.0, sig, size=4) if mc else np.zeros(4)
             _comparator(net, pdk, f"K{i}", "vin", f"tap{i}", f"q{i}", "vdd", dv)

@@ -9,6 +9,7 @@ skipped; if every attempt fails the caller gets :class:`SimulationFailed` with t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -142,7 +143,5 @@ def _collect(ng: Any, wanted: dict[str, list[str]]) -> dict[str, dict[str, np.nd
 def _cleanup(ng: Any) -> None:
     # ngspice keeps every circuit and plot of the process; drop them so memory stays flat.
     for cmd in ("destroy all", "remcirc"):
-        try:
+        with contextlib.suppress(Exception):
             ng.exec_command(cmd)
-        except Exception:
-            pass

@@ -127,7 +127,8 @@ def _store(cache: Path, key: str, out: Outcome) -> None:
         return
 
     def writer(f: Any) -> None:
-        np.savez(f, _attempts=np.array(out.attempts), **out.arrays)
+        payload: dict[str, Any] = {"_attempts": np.array(out.attempts), **out.arrays}
+        np.savez(f, **payload)
 
     write_bytes_with(cache / f"{key}.npz", writer)
 
