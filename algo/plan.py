@@ -79,9 +79,20 @@ def uniform_parameters(table: AdcTable) -> tuple[int, int] | None:
     return (bits, m) if uniform_adc(bits, m) == table else None
 
 
-def adc_from_file(path: str | Path, bits: int) -> AdcTable:
-    """Read ``{"thresholds": [...], "levels": [...]}`` (integers) written by analog/ or a user."""
+def adc_from_file(
+    path: str | Path, bits: int, corner: str = "tt", temperature: float = 27.0
+) -> AdcTable:
+    """Read ``{"thresholds": [...], "levels": [...]}`` (integers) written by analog/ or a user,
+    or derive them from an analog LUT folder (its column transfer and ADC thresholds at the
+    design point's corner and temperature; ``insitu.tech.lut.adc_table_from_lut``)."""
     p = Path(path)
+    if p.is_dir() or p.name == "lut.json":
+        from insitu.tech.lut import LutError, adc_table_from_lut
+
+        try:
+            return AdcTable(*adc_table_from_lut(p, bits, corner, temperature))
+        except (LutError, KeyError, ValueError) as exc:
+            raise PlanError(f"ADC LUT {p}: {exc}") from None
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
         table = AdcTable(
@@ -217,7 +228,7 @@ def make_plan(dp: DesignPoint, adc_ranges: list[int] | None = None) -> IntegerPl
     for i in range(n_layers):
         rng = adc_ranges[i] if adc_ranges is not None else full
         if a.adc_model == "table" and a.adc_table:
-            adc = adc_from_file(a.adc_table, a.adc_bits)
+            adc = adc_from_file(a.adc_table, a.adc_bits, dp.tech.corner, dp.tech.temperature_c)
         else:
             adc = uniform_adc(a.adc_bits, max(1, min(rng, full)))
         out_shift = w_fracs[i] if i < n_layers - 1 else A + w_fracs[i] - (E - 2)
