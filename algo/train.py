@@ -63,14 +63,19 @@ def train(
     resume: bool = False,
     progress: Progress | None = None,
     data: Dataset | None = None,
+    model: FloatMLP | HardwareMLP | SpikingNet | None = None,
 ) -> dict[str, Any]:
-    """Train the design point, writing checkpoints and ``summary.json`` into ``out_dir``."""
+    """Train the design point, writing checkpoints and ``summary.json`` into ``out_dir``.
+
+    ``model`` replaces the one :func:`build_model` makes (the co-simulation passes a
+    :class:`HardwareMLP` whose steps also run on the RTL).
+    """
     out = Path(out_dir)
     torch.manual_seed(dp.learning.seed)
     data = data or load_data(dp)
     x_train, x_test = prepare_inputs(dp, data.x_train), prepare_inputs(dp, data.x_test)
     y_train, y_test = torch.tensor(data.y_train), torch.tensor(data.y_test)
-    model = build_model(dp)
+    model = model if model is not None else build_model(dp)
     history: list[dict[str, Any]] = []
     start_epoch = 0
     elapsed = 0.0
