@@ -13,13 +13,16 @@ broadcast along columns and the presynaptic trace along rows:
 - the **presynaptic trace** P_j, the synaptic-current kernel of the inputs (peak 1).
 
 Error-triggered (``snn.error_trigger: true``): the gated error is quantized by the layer's
-threshold into signed events ``sign(E) [|E| >= threshold]``; only an event updates the synapses of
-its neuron, by ``update_levels``-level pulses: ternary (one pulse where ``P_j >=
+threshold into signed events: each neuron integrates it over the sample and emits an event of
+its sign whenever the integral has moved by the threshold (a sigma-delta quantizer: an event
+carries ``threshold`` of error, so the event count follows the error's size smoothly and the
+threshold can be steered to a target rate); only an event updates the synapses of its neuron,
+by ``update_levels``-level pulses: ternary (one pulse where ``P_j >=
 trace_threshold``) or the trace rounded to ``0..update_levels`` pulses. After each batch the
 threshold moves towards ``snn.target_event_rate`` events per neuron and step
 (``threshold *= clip(sqrt(rate / target), 1/2, 2)``). In hardware mode a pulse is one device
-programming pulse of :mod:`insitu.algo.device`; in float mode it changes the weight by
-``learning.lr``.
+programming pulse of :mod:`insitu.algo.device` (the threshold then sets the learning rate); in
+float mode it changes the weight by ``learning.lr * threshold``, the error it stands for.
 
 Dense (``snn.error_trigger: false``): the same three factors without quantization, ``dW = -lr
 sum_t P E gate``, one update wherever the product is nonzero: the baseline the event counts are
@@ -111,7 +114,7 @@ class ErrorTriggeredRule:
             counts.pulses += updates
             return
         th = self.thresholds[li]
-        events = torch.sign(err) * (err.abs() >= th)
+        events = _sigma_delta(err, th)
         if self.levels == 1:
             q = (pre >= self.trace_threshold).to(torch.float32)
         else:
@@ -121,7 +124,7 @@ class ErrorTriggeredRule:
         n_events = events.abs().sum(2).to(torch.float64)  # (T, B)
         cells = ((q > 0).sum(2).to(torch.float64) * n_events).sum()
         pulse_count = (q.sum(2).to(torch.float64) * n_events).sum()
-        step_w = xbar.pulse if xbar.hardware else self.lr
+        step_w = xbar.pulse if xbar.hardware else self.lr * th
         xbar.update(li, -step_w * pulses.to(torch.float64))
         total_events = int(n_events.sum())
         counts.error_events += total_events
@@ -138,3 +141,17 @@ class ErrorTriggeredRule:
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
         self.thresholds = list(d["thresholds"])
+
+
+def _sigma_delta(err: Tensor, threshold: float) -> Tensor:
+    """Signed error events (T, B, N): each neuron integrates its gated error over the sample and
+    emits an event of the error's sign each time the integral has moved by ``threshold`` (the
+    integral is lowered by the event), so an event carries ``threshold`` of error."""
+    acc = torch.zeros_like(err[0])
+    out = torch.empty_like(err)
+    for t in range(err.shape[0]):
+        acc = acc + err[t]
+        ev = torch.sign(acc) * (acc.abs() >= threshold)
+        acc = acc - threshold * ev
+        out[t] = ev
+    return out
