@@ -132,7 +132,7 @@ def train(
                 )
         test_acc = float((model.predict(x_test) == y_test).double().mean())
         elapsed += time.perf_counter() - t0
-        record = {
+        record: dict[str, Any] = {
             "epoch": epoch + 1,
             "loss": loss_sum / seen,
             "train_accuracy": correct / seen,
