@@ -224,6 +224,7 @@ def _merge(a: SweepStats, b: SweepStats) -> None:
     a.failed += b.failed
     a.retried += b.retried
     a.seconds += b.seconds
+    a.sim_seconds += b.sim_seconds
 
 
 # --- LUT building ---------------------------------------------------------------------------
@@ -559,6 +560,7 @@ def _summary(
         "failed": stats.failed,
         "retried": stats.retried,
         "seconds": round(stats.seconds, 2),
+        "simulation_seconds": round(stats.sim_seconds, 2),
         "nominal": {"corner": corners[ci], "temperature": temps[ti]},
         "nmos_ss_mv_dec": float(ss[0]),
         "pmos_ss_mv_dec": float(ss[1]),

@@ -77,6 +77,7 @@ class SweepStats:
     failed: int = 0
     retried: int = 0
     seconds: float = 0.0
+    sim_seconds: float = 0.0  # summed over workers: sim_seconds / seconds = parallelism reached
 
 
 def _work(
@@ -180,6 +181,7 @@ def run_points(
                     stats.computed += 1
                     stats.failed += reason is not None
                     stats.retried += attempts > 1
+                    stats.sim_seconds += secs
                     if progress:
                         progress(out, stats)
     stats.seconds = time.perf_counter() - t0
