@@ -141,8 +141,11 @@ class Subarray(wiring.Component):
                     total = total + term if sign > 0 else total - term
             m.d.comb += self.y[j].eq(total)
 
-        # Transposed read: exact digital dot product of the row with the deltas.
-        m.d.comb += self.transposed.eq(
-            tree_sum([self.delta[j] * self.weights[j] for j in range(nw)])
-        )
+        # Transposed read: exact digital dot product of the row with the deltas. Only BP reads
+        # W transposed; FA and DFA chips leave the port at zero instead of paying nw
+        # multipliers per subarray (an FPGA's DSPs go first).
+        if p.rule == "bp":
+            m.d.comb += self.transposed.eq(
+                tree_sum([self.delta[j] * self.weights[j] for j in range(nw)])
+            )
         return m
