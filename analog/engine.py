@@ -21,6 +21,8 @@ import numpy as np
 # PySpice warns "Unsupported Ngspice version 39" (harmless, DESIGN.md) and logs every ngspice
 # stdout line; the reasons of failures are read from stderr below instead.
 logging.getLogger("PySpice").setLevel(logging.CRITICAL)
+# Belt and braces with `set num_threads=1` below: libgomp reads this when the library loads.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 if not os.environ.get("NGSPICE_LIBRARY_PATH"):
     # Without libngspice0-dev there is no unversioned libngspice.so (DESIGN.md).
     import ctypes.util
