@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, ShapeLike, Signal, Value
 
-from .params import LFSR_MASK
+from .params import LFSR_MASK, bits_for
 
 M32 = 0xFFFFFFFF
 
@@ -107,11 +107,26 @@ def round_shift(g: Value, shift: Value, dither: Value | None) -> Value:
     ``(g + d) >> s`` with ``d = word >> (32 - s)`` (``word << (s - 32)`` above 32).
     """
     if dither is None:
-        half = (Const(1, 1) << shift) >> 1
-        return (g + Cat(half, Const(0, 1)).as_signed()) >> shift
+        # |g| < 2^(w-1) for a w-bit g, so (g + 2^(s-1)) >> s is 0 for every s >= w: clamping
+        # the shift to w keeps the adder and barrel shifter w + 2 bits wide instead of 65
+        # (on the WGU that was ~600 LUTs per lane).
+        w = len(g)
+        s = Mux(shift > w, w, shift)[: bits_for(w)]
+        half = ((Const(1, 1) << s) >> 1)[:w]
+        return (g + Cat(half, Const(0, 1)).as_signed()) >> s
     wide = Cat(Const(0, 32), dither)  # word * 2^32, so one right shift covers both cases
     d = (wide >> (Const(64, 7) - shift).as_unsigned()[:7])[:64]
     return (g + Cat(d, Const(0, 1)).as_signed()) >> shift
+
+
+def mul_small(a: Value, d: Value) -> Value:
+    """``a * d`` for an unsigned ``a`` of a few bits, as a shift-add of ``len(a)`` terms.
+
+    The same product as ``a * d``; written out so that synthesis builds it from a few LUTs
+    instead of spending a DSP block on a 2 x 6-bit product (yosys maps every ``$mul`` of at
+    least 2 x 2 bits to a DSP on iCE40 and ECP5, and they have 8 and 28 of them).
+    """
+    return tree_sum([Mux(a[i], d << i, 0) for i in range(len(a))])
 
 
 def tree_sum(values: list[Value] | list[Value | int]) -> Value | int:

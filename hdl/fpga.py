@@ -37,6 +37,7 @@ from .synth import (
     classify_cells,
     count_latches,
     latch_messages,
+    parse_stat_json,
     synth_command,
     tail,
     yosys_quote,
@@ -105,7 +106,10 @@ DEVICES: dict[str, _Device] = {
     # LFE5U-25F-CABGA256: 197 user I/Os (nextpnr's TRELLIS_IO count for the package).
     "ecp5-25f": _Device(
         family="ecp5",
-        synth="synth_ecp5",
+        # -nowidelut: yosys 0.23's ABC maps wide functions onto LUT4 + PFUMX/L6MUX21 trees
+        # that cost up to 8 LUT4s each; without them the chip's subarray took 761 LUT4s
+        # instead of 2,459 (same logic, same CCU2C carries).
+        synth="synth_ecp5 -nowidelut",
         nextpnr="nextpnr-ecp5",
         device_args=("--25k", "--package", "CABGA256"),
         constraints_ext=".lpf",
@@ -510,7 +514,7 @@ def place_and_route(
                 f"{synth_log}:\n{tail(synth_text + proc.stdout)}"
             )
         netlist = json.loads((tmp / "netlist.json").read_text(encoding="utf-8"))
-        stat = json.loads((tmp / "stat.json").read_text(encoding="utf-8"))
+        stat = parse_stat_json((tmp / "stat.json").read_text(encoding="utf-8"))
 
         top_module = netlist["modules"].get(placed_top) or netlist["modules"].get(f"\\{placed_top}")
         if top_module is None:

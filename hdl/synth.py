@@ -32,6 +32,7 @@ __all__ = [
     "classify_cells",
     "count_latches",
     "latch_messages",
+    "parse_stat_json",
     "synth_command",
     "synthesize",
     "tail",
@@ -42,11 +43,13 @@ SynthTarget = Literal["generic", "ice40", "ecp5"]
 
 # `-noflatten` keeps one netlist module per RTL block for the per-module report. `-dsp` maps
 # multipliers onto the UP5K's SB_MAC16 (the iCE40 part this project targets has 8 of them);
-# synth_ecp5 infers MULT18X18D by default.
+# synth_ecp5 infers MULT18X18D by default; `-nowidelut` because yosys 0.23's ABC otherwise builds
+# wide functions from LUT4 + PFUMX/L6MUX21 trees at up to 8 LUT4s each (the chip's subarray:
+# 2,459 LUT4s with them, 761 without; hdl/fpga.py does the same).
 _SYNTH_CMD: dict[str, str] = {
     "generic": "synth",
     "ice40": "synth_ice40 -dsp -noflatten",
-    "ecp5": "synth_ecp5 -noflatten",
+    "ecp5": "synth_ecp5 -nowidelut -noflatten",
 }
 
 # Coarse ($dlatch) and fine-grained ($_DLATCH_P_) latch cells; $sr/$_SR_ are set-reset latches.
@@ -227,12 +230,34 @@ def _transistors(stat_module: Mapping[str, Any]) -> tuple[float | None, str | No
     return float(match.group(1)), unit
 
 
+# yosys 0.23's `stat -json` on a design whose submodules have submodules of their own also
+# logs the text report's per-instance lines ("       leaf     1") between the "modules" object
+# and "design", which breaks the JSON (fixed in later yosys). Such a line has no quote, brace,
+# bracket, comma or colon, which every line of the real JSON has.
+_STAT_TEXT_LINE = re.compile(r"^[ \t]*[^\s\"{}\[\],:]+[ \t]+\d+[ \t]*$", re.MULTILINE)
+
+
+def parse_stat_json(text: str) -> dict[str, Any]:
+    """Parse yosys's ``stat -json`` output, repairing the known defect of yosys 0.23.
+
+    Raises:
+        ValueError: the text is not JSON even without the stray text-report lines.
+    """
+    try:
+        data: dict[str, Any] = json.loads(text)
+    except ValueError:
+        repaired = _STAT_TEXT_LINE.sub("", text)
+        if repaired == text:
+            raise
+        data = json.loads(repaired)
+    return data
+
+
 def _read_stat(path: Path) -> dict[str, Any]:
     try:
-        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return parse_stat_json(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ToolError(f"yosys wrote no readable stat report {path.name}: {exc}") from exc
-    return data
 
 
 def synthesize(
@@ -246,9 +271,9 @@ def synthesize(
     """Synthesize *verilog* with yosys for *target* and report cells per module and in total.
 
     The script is ``read_verilog -sv``, ``hierarchy -check -top``, the target's synth command
-    without flattening (``synth``, ``synth_ice40 -dsp -noflatten``, ``synth_ecp5 -noflatten``),
-    ``stat -json`` per module, then ``flatten`` and ``stat -json`` for the total (``-tech cmos``
-    added for ``generic`` to get a transistor estimate).
+    without flattening (``synth``, ``synth_ice40 -dsp -noflatten``, ``synth_ecp5 -nowidelut
+    -noflatten``), ``stat -json`` per module, then ``flatten`` and ``stat -json`` for the total
+    (``-tech cmos`` added for ``generic`` to get a transistor estimate).
 
     Writes ``synth_<target>.log`` (full yosys log) and ``synth_<target>.json`` (this report)
     into *out_dir*, both atomically.

@@ -18,8 +18,11 @@ from amaranth.hdl import Array, Cat, Module, Signal, Value, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .arith import dither_word, encode_cells, round_shift, saturate, tree_sum, wire
+from .arith import dither_word, encode_cells, mul_small, round_shift, saturate, tree_sum, wire
 from .params import ChipParams, LayerHW, bits_for
+
+# Activation widths up to this are multiplied by shift-add in LUTs; wider ones go to DSPs.
+MUL_SMALL_BITS = 4
 
 
 class WeightGradientUnit(wiring.Component):
@@ -100,7 +103,9 @@ class WeightGradientUnit(wiring.Component):
                 a_k = self.act_data[k * A : (k + 1) * A].as_unsigned()
                 for j in range(nw):
                     d_j = self.dlt_data[j * E : (j + 1) * E].as_signed()
-                    m.d.sync += g[k][j].eq(g[k][j] + a_k * d_j)
+                    # few activation bits: a shift-add, not a DSP (see mul_small)
+                    prod = mul_small(a_k, d_j) if A <= MUL_SMALL_BITS else a_k * d_j
+                    m.d.sync += g[k][j].eq(g[k][j] + prod)
 
         # Rounding, saturation and the new cells of every lane (used in the WRITE state).
         word_w = p.polarities * p.weight_bits

@@ -21,7 +21,7 @@ from hdl_sim import SIMULATORS, Simulator, require_simulator, run_cocotb, simula
 
 from insitu.hdl import toolchain
 from insitu.hdl.fpga import place_and_route, read_ports, write_io_shell
-from insitu.hdl.synth import SynthTarget, synthesize
+from insitu.hdl.synth import SynthTarget, parse_stat_json, synthesize
 from insitu.hdl.toolchain import ToolError, find_tool, have_tool, verilator_env
 
 
@@ -57,6 +57,17 @@ LATCH_VERILOG = """\
 module latchy(input en, input [3:0] d, output reg [3:0] q);
   // no else branch: q must hold its value, so a latch is inferred
   always @* if (en) q = d;
+endmodule
+"""
+
+# A submodule with a submodule of its own: yosys 0.23's `stat -json` then writes text-report
+# lines into its JSON (the chip's subarray wrappers hit this).
+NESTED_VERILOG = """\
+module leaf(input [3:0] a, output [3:0] y); assign y = a + 1; endmodule
+module mid(input [3:0] a, output [3:0] y); leaf u(.a(a), .y(y)); endmodule
+module nested(input [3:0] a, output [3:0] y, output [3:0] z);
+  mid m0(.a(a), .y(y));
+  leaf l1(.a(a), .y(z));
 endmodule
 """
 
@@ -232,6 +243,31 @@ def test_synth_reports_latches(target: SynthTarget, tmp_path: Path) -> None:
     assert any("latchy" in msg for msg in rep.latch_messages)
     if target == "generic":
         assert rep.total_by_type.get("$_DLATCH_P_") == 4
+
+
+def test_parse_stat_json_repairs_yosys_023_text_lines() -> None:
+    broken = (
+        '{\n   "modules": {\n      "\\\\leaf": {\n         "num_cells": 3\n      }\n   },\n'
+        "       leaf                          1\n"
+        '      "design": {\n         "num_cells": 6\n      }\n}\n'
+    )
+    with pytest.raises(ValueError):
+        json.loads(broken)
+    data = parse_stat_json(broken)
+    assert data["design"]["num_cells"] == 6 and data["modules"]["\\leaf"]["num_cells"] == 3
+    with pytest.raises(ValueError):
+        parse_stat_json('{"design": }')
+
+
+@pytest.mark.parametrize("target", ["generic", "ice40"])
+def test_synth_nested_hierarchy(target: SynthTarget, tmp_path: Path) -> None:
+    _require_tools("yosys")
+    src = _write(tmp_path, "nested.v", NESTED_VERILOG)
+    rep = synthesize([src], "nested", tmp_path / "out", target)
+    assert {"nested", "mid", "leaf"} <= set(rep.modules)
+    assert rep.modules["nested"].get("mid") == 1 and rep.modules["mid"].get("leaf") == 1
+    # flattened: two copies of leaf
+    assert rep.total_cells >= 2 * rep.module_cells["leaf"] > 0
 
 
 def test_synth_error_shows_log_tail(tmp_path: Path) -> None:
