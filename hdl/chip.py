@@ -138,16 +138,9 @@ class Chip(wiring.Component):
                 total = tree_sum([subs[i][k][cb].y[lane] for k in range(lay.row_blocks)])
                 if p.encoding == "offset-binary":
                     total = total - (insum << (p.weight_bits - 1))
-                y = Signal(
-                    signed(
-                        subs[i][0][0].y_width
-                        + bits_for(lay.row_blocks)
-                        + A
-                        + bits_for(lay.fan_in)
-                        + 2
-                    ),
-                    name=f"y{i}_{j}",
-                )
+                # exact for any ADC table the registers can hold (ChipParams.layer_y_bits);
+                # every comparison and rounding after it is as wide as this
+                y = Signal(signed(p.layer_y_bits(lay)), name=f"y{i}_{j}")
                 m.d.comb += y.eq(total)
                 vec.append(y)
             ys.append(vec)

@@ -137,6 +137,28 @@ class ChipParams:
         return max(self.column_sum_bits + 1, bits_for(top))
 
     @property
+    def subarray_y_max(self) -> int:
+        """Largest |y| of a subarray column group: every ADC level at its register's maximum,
+        shifted and added over planes and slices (one polarity's sum; the other subtracts)."""
+        level_max = 2**self.level_bits - 1
+        planes = 2**self.activation_bits - 1
+        return level_max * planes * sum(2 ** (self.cell_bits * s) for s in range(self.slices))
+
+    @property
+    def subarray_y_bits(self) -> int:
+        """Signed width of a subarray's ``y`` outputs: holds +-subarray_y_max exactly."""
+        return bits_for(self.subarray_y_max) + 1
+
+    def layer_y_bits(self, lay: LayerHW) -> int:
+        """Signed width of a layer's outputs before requantization: the row blocks' sum and,
+        for offset-binary, the removed ``2^(Wb-1) x sum(a)`` over every row the layer reads."""
+        bound = lay.row_blocks * self.subarray_y_max
+        if self.encoding == "offset-binary":
+            a_max = 2**self.activation_bits - 1
+            bound += lay.row_blocks * self.rows * a_max * 2 ** (self.weight_bits - 1)
+        return bits_for(bound) + 1
+
+    @property
     def adc_levels(self) -> int:
         return 2**self.adc_bits
 

@@ -34,7 +34,7 @@ class Subarray(wiring.Component):
         self._p = p
         nw = p.weights_per_row
         self.cell_width = p.used_cols * p.cell_bits
-        self.y_width = p.level_bits + p.activation_bits + p.weight_bits + 2
+        self.y_width = p.subarray_y_bits
         self.tr_width = p.error_bits + p.weight_bits + bits_for(nw) + 1
         super().__init__(
             {
