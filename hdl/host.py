@@ -128,10 +128,10 @@ def unpack_counters(words: Sequence[int]) -> dict[str, int]:
     }
 
 
-def _signed(words: Sequence[int]) -> np.ndarray:
+def _signed(words: Sequence[int] | np.ndarray) -> np.ndarray:
     v = np.asarray(words, dtype=np.int64) & M32
     return np.where(v >= 2**31, v - 2**32, v)
 
 
-def signed_words(words: Sequence[int]) -> np.ndarray:
+def signed_words(words: Sequence[int] | np.ndarray) -> np.ndarray:
     return _signed(words)

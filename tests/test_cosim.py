@@ -1,0 +1,234 @@
+"""Co-simulation: the generated chip in the training loop, bit-exact with the golden model.
+
+Covers the Verilator engine (built once per session on a small digits network; the build is
+cached in a session folder) and the Amaranth engine (no compiler), a full ``insitu cosim``
+epoch with resume, a deliberate divergence that must stop the run with a readable diff,
+metrics that follow from the counters, ``--explain-costs``, ``insitu compare`` of summaries
+and the design points the co-simulation must refuse.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from insitu import config
+from insitu.algo.hardware import HardwareMLP
+from insitu.cli import app
+from insitu.cosim.costs import CostModel
+from insitu.cosim.metrics import summarize
+from insitu.cosim.rtl_model import Mismatch, RtlCheckedMLP
+from insitu.cosim.run import chip_for, run_cosim
+from insitu.cosim.session import AmaranthBackend, ChipSession, VerilatorBackend
+from insitu.hdl.export import to_verilog
+from insitu.hdl.params import ChipParams
+from insitu.hdl.toolchain import ToolError, verilator_env
+
+# learns digits to ~70% in 2 epochs; one Verilator build (fast_build) serves every test
+SMALL = [
+    "learning.mode=hardware",
+    "learning.rule=dfa",
+    "network.layers=[64,16,10]",
+    "array.rows=32",
+    "array.cols=32",
+    "precision.weight_bits=6",
+    "learning.batch_size=8",
+    "learning.epochs=1",
+]
+
+
+def small(*extra: str) -> config.DesignPoint:
+    return config.load("digits", [*SMALL, *extra])
+
+
+@pytest.fixture(scope="session")
+def verilator_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    try:
+        verilator_env()
+    except ToolError as exc:
+        pytest.skip(str(exc))
+    cache = Path(os.environ.get("INSITU_CACHE", tmp_path_factory.mktemp("cache")))
+    os.environ["INSITU_CACHE"] = str(cache)
+    return cache
+
+
+def _random_batches(dp: config.DesignPoint, n: int, seed: int) -> list[tuple[np.ndarray, ...]]:
+    rng = np.random.default_rng(seed)
+    b = dp.learning.batch_size
+    return [
+        (
+            rng.integers(0, 2**dp.precision.activation_bits, size=(rng.integers(1, b + 1), 64)),
+            rng.integers(0, 10, size=b),
+        )
+        for _ in range(n)
+    ]
+
+
+def _check_session(dp: config.DesignPoint, session: ChipSession, batches: int) -> None:
+    model = HardwareMLP(dp)
+    session.load_weights([w.numpy() for w in model.weights])
+    session.set_plan(model.plan, model.step)
+    for a0, lab in _random_batches(dp, batches, seed=3):
+        lab = lab[: len(a0)]
+        res = session.run_batch(a0, lab)
+        o, _ = model.train_step(torch.from_numpy(a0), torch.from_numpy(lab))
+        assert np.array_equal(res.outputs, o.numpy())
+    for got, want in zip(session.read_weights(), model.weights, strict=True):
+        assert np.array_equal(got, want.numpy())
+    ctr = session.read_counters()
+    assert ctr["batches"] == batches and ctr["cycles_busy"] > 0
+
+
+def _backend(p: ChipParams, cache: Path) -> VerilatorBackend:
+    return VerilatorBackend(to_verilog(p)[1], cache=cache / "verilator", fast_build=True)
+
+
+def test_verilator_session_matches_golden(verilator_cache: Path) -> None:
+    dp = small()
+    p = chip_for(dp)
+    backend = _backend(p, verilator_cache)
+    with_session = ChipSession(p, backend)
+    _check_session(dp, with_session, batches=12)
+    with_session.close()
+
+
+def test_amaranth_session_matches_golden() -> None:
+    dp = config.load(
+        "digits",
+        [
+            "learning.mode=hardware",
+            "network.layers=[64,6,10]",
+            "array.rows=32",
+            "array.cols=16",
+            "precision.weight_bits=4",
+            "precision.activation_bits=2",
+            "learning.batch_size=2",
+            "learning.rule=bp",
+        ],
+    )
+    p = chip_for(dp)
+    _check_session(dp, ChipSession(p, AmaranthBackend(p)), batches=2)
+
+
+def test_cosim_epoch_resume_and_metrics(tmp_path: Path, verilator_cache: Path) -> None:
+    dp = small()
+    out = tmp_path / "run"
+    s1 = run_cosim(dp, out, weight_check_every=20, fast_build=True)
+    n_train = s1["rtl"]["rtl_samples"]
+    assert s1["mismatches"] == 0 and n_train > 1000  # every training sample through the RTL
+    assert s1["rtl"]["weight_checks"] >= n_train // (20 * 8)
+    assert s1["test_accuracy"] > 0.3  # chance is 0.1
+    # a second epoch on a fresh chip (loaded from the checkpoint) continues bit-exactly
+    dp2 = small("learning.epochs=2")
+    s2 = run_cosim(dp2, out, resume=True, weight_check_every=20, fast_build=True)
+    assert s2["mismatches"] == 0 and s2["epochs"] == 2
+    assert s2["rtl"]["rtl_samples"] == 2 * n_train
+    assert s2["counters"]["samples"] == 2 * n_train
+    # metrics follow from the counters and the cost table
+    p = chip_for(dp2)
+    costs = CostModel(dp2, p)
+    m = summarize(dp2, p, s2["counters"], verify_words=s2["rtl"]["verify_words"])
+    assert m["energy_j"]["total"] == pytest.approx(s2["energy_j"]["total"])
+    by_event = sum(
+        s2["counters"][k] * c.energy_pj * 1e-12 for k, c in costs.costs.items() if k != "dram_bits"
+    )
+    assert by_event < s2["energy_j"]["total"]  # off-chip bits add the rest
+    period = s2["clock"]["period_s"]
+    fwd = s2["counters"]["cycles_forward"] / s2["counters"]["samples"] * period
+    assert s2["latency_s"]["per_sample"]["forward"] == pytest.approx(fwd)
+    assert set(s2["area_mm2"]["by_component"]) >= {"arrays", "adcs", "wgu", "buffers"}
+    assert 0 < s2["memory_utilization"] <= 1
+
+
+def test_divergence_stops_with_a_readable_diff(verilator_cache: Path) -> None:
+    dp = small("learning.rule=bp")
+    p = chip_for(dp)
+    session = ChipSession(
+        p, VerilatorBackend(to_verilog(p)[1], cache=verilator_cache / "verilator")
+    )
+    model = RtlCheckedMLP(dp, session, weight_check_every=1)
+    a0, lab = _random_batches(dp, 1, seed=5)[0]
+    a0 = np.full((8, 64), 2**dp.precision.activation_bits - 1)
+    model.train_step(torch.from_numpy(a0), torch.from_numpy(lab))
+    # the golden model's weight changes behind the chip's back
+    model.weights[1][3, 7] += 1
+    model._refresh()
+    with pytest.raises(Mismatch) as info:
+        model.train_step(torch.from_numpy(a0), torch.from_numpy(lab))
+    msg = str(info.value)
+    assert "differ between the RTL and the golden model" in msg
+    assert "RTL" in msg and "golden" in msg and ("sample" in msg or "layer 1" in msg)
+    session.close()
+
+
+def _insitu(*args: str) -> subprocess.CompletedProcess[str]:
+    """The real entry point (it maps design errors to exit status 2)."""
+    return subprocess.run(
+        [sys.executable, "-c", "from insitu.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "COLUMNS": "250"},
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--set", "array.device_effects=true"], "array.device_effects"),
+        (["--set", "learning.mode=float"], "learning.mode"),
+        (["--rtl-every", "0"], "--rtl-every"),
+        (["--engine", "icarus"], "--engine"),
+    ],
+)
+def test_cli_refuses_what_the_rtl_cannot_reproduce(
+    extra: list[str], needle: str, tmp_path: Path
+) -> None:
+    proc = _insitu("cosim", "digits", "--out", str(tmp_path / "x"), "-q", *extra)
+    assert proc.returncode == 2, proc.stderr
+    assert needle in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "x" / "summary.json").exists()
+
+
+def test_explain_costs_names_sources() -> None:
+    proc = _insitu("cosim", "digits", "--explain-costs")
+    assert proc.returncode == 0, proc.stderr
+    for needle in ("adc_conversions", "Walden", "NeuroSim", "Horowitz", "dram_bits", "clock"):
+        assert needle in proc.stdout, needle
+
+
+def test_compare_reads_summary_files(tmp_path: Path) -> None:
+    dp = small()
+    p = chip_for(dp)
+    counters = {
+        "samples": 10,
+        "cycles_forward": 1000,
+        "cycles_backward": 100,
+        "cycles_update": 500,
+        "cycles_busy": 1600,
+        "adc_conversions": 5000,
+        "dram_bits": 32000,
+    }
+    s = {
+        "command": "cosim",
+        "design": dp.dump(),
+        "test_accuracy": 0.9,
+        "train_accuracy": 0.9,
+        "epochs": 1,
+        "wall_time_s": 1.0,
+        "mismatches": 0,
+        **summarize(dp, p, counters),
+    }
+    f = tmp_path / "a.json"
+    f.write_text(json.dumps(s))
+    res = CliRunner().invoke(app, ["compare", str(f), str(f)])
+    assert res.exit_code == 0, res.output
+    assert "cycles/sample forward" in res.output and "area" in res.output
