@@ -79,9 +79,12 @@ class SpikingNet:
 
     def start_epoch(self, epoch: int) -> None:
         self.epoch_counts = EventCounts()
+        factor = lr_factor(self.dp, epoch)
         if self.opt is not None:
             for group in self.opt.param_groups:
-                group["lr"] = self.dp.learning.lr * lr_factor(self.dp, epoch)
+                group["lr"] = self.dp.learning.lr * factor
+        if self.three is not None:
+            self.three.lr_factor = factor
 
     def calibrate(self, x: Tensor) -> None:
         """ADC ranges of every layer from a calibration batch (hardware mode only)."""
@@ -183,17 +186,27 @@ class SpikingNet:
             return [w.detach() for w in self.params]
         return self.xbar.read()
 
-    def _apply(self, counts: EventCounts) -> None:
-        """Optimizer step; in hardware mode programmed into the devices and read back."""
+    def _apply(self, counts: EventCounts, bumps: list[Tensor] | None = None) -> None:
+        """Optimizer step (plus ``bumps``, added to the weights after it); in hardware mode
+        programmed into the devices and read back."""
         assert self.opt is not None
-        if not self.xbar.hardware:
+
+        def step() -> None:
+            assert self.opt is not None
             self.opt.step()
+            if bumps is not None:
+                with torch.no_grad():
+                    for w, bump in zip(self.params, bumps, strict=True):
+                        w.add_(bump.to(w.dtype))
+
+        if not self.xbar.hardware:
+            step()
             n = sum(w.numel() for w in self.params)
             counts.cell_updates += n
             counts.pulses += n
             return
         before = [w.detach().clone() for w in self.params]
-        self.opt.step()
+        step()
         for li, (w, b) in enumerate(zip(self.params, before, strict=True)):
             pulses = self.xbar.update(li, w.detach() - b)
             counts.cell_updates += int((pulses != 0).sum())
@@ -255,7 +268,7 @@ class SpikingNet:
         self.opt.zero_grad()
         for w, gr in zip(self.params, grads, strict=True):
             w.grad = gr.to(w.dtype)
-        self._apply(counts)
+        self._apply(counts, self._silent_bumps(recs, labels) if s.silent_bump > 0 else None)
         counts.input_spikes += int(torch.isfinite(recs[0].t_in).sum())
         for li, rec in enumerate(recs):
             if rec.spiking:
@@ -268,6 +281,29 @@ class SpikingNet:
         if self.xbar.hardware:
             counts.adc_conversions += counts.synaptic_events
         return logits, loss
+
+    def _silent_bumps(self, recs: list[ep.LayerRecord], labels: Tensor) -> list[Tensor]:
+        """Weight bumps for silent neurons (``snn.silent_bump``): every input weight of an output
+        neuron that stayed silent for a sample of its label, and of a hidden neuron silent for
+        the whole batch, grows by ``silent_bump`` thresholds of drive over the fan-in."""
+        gain = self.p.threshold / self.p.kernel_peak()
+        out = []
+        for li, rec in enumerate(recs):
+            fan_in = self.widths[li]
+            silent = rec.counts == 0  # (B, N)
+            if li == len(recs) - 1:
+                if not rec.spiking:
+                    out.append(torch.zeros(fan_in, silent.shape[1], dtype=torch.float64))
+                    continue
+                rows = torch.arange(len(labels))
+                hit = torch.zeros_like(silent)
+                hit[rows, labels] = silent[rows, labels]
+                bump = hit.any(0)
+            else:
+                bump = silent.all(0)
+            step = self.dp.snn.silent_bump * gain / fan_in
+            out.append((bump.to(torch.float64) * step).expand(fan_in, -1).clone())
+        return out
 
     # ------------------------------------------------------------------ counting
 

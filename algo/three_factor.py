@@ -22,7 +22,8 @@ trace_threshold``) or the trace rounded to ``0..update_levels`` pulses. After ea
 threshold moves towards ``snn.target_event_rate`` events per neuron and step
 (``threshold *= clip(sqrt(rate / target), 1/2, 2)``). In hardware mode a pulse is one device
 programming pulse of :mod:`insitu.algo.device` (the threshold then sets the learning rate); in
-float mode it changes the weight by ``learning.lr * threshold``, the error it stands for.
+float mode it changes the weight by ``learning.lr * threshold``, the error it stands for, times
+the epoch's ``learning.lr_schedule`` factor.
 
 Dense (``snn.error_trigger: false``): the same three factors without quantization, ``dW = -lr
 sum_t P E gate``, one update wherever the product is nonzero: the baseline the event counts are
@@ -61,6 +62,7 @@ class ErrorTriggeredRule:
         self.trace_threshold = s.trace_threshold
         self.levels = s.update_levels
         self.lr = dp.learning.lr
+        self.lr_factor = 1.0  # the design point's schedule (float mode), set per epoch
         widths = dp.network.layers
         classes = widths[-1]
         n_layers = len(widths) - 1
@@ -105,7 +107,7 @@ class ErrorTriggeredRule:
     ) -> None:
         steps, b, n = err.shape
         if not self.trigger:
-            dw = -self.lr * torch.einsum("tbk,tbn->kn", pre, err)
+            dw = -self.lr * self.lr_factor * torch.einsum("tbk,tbn->kn", pre, err)
             nz_pre = (pre != 0).sum(2).to(torch.float64)
             nz_err = (err != 0).sum(2).to(torch.float64)
             updates = int((nz_pre * nz_err).sum())
@@ -124,7 +126,7 @@ class ErrorTriggeredRule:
         n_events = events.abs().sum(2).to(torch.float64)  # (T, B)
         cells = ((q > 0).sum(2).to(torch.float64) * n_events).sum()
         pulse_count = (q.sum(2).to(torch.float64) * n_events).sum()
-        step_w = xbar.pulse if xbar.hardware else self.lr * th
+        step_w = xbar.pulse if xbar.hardware else self.lr * self.lr_factor * th
         xbar.update(li, -step_w * pulses.to(torch.float64))
         total_events = int(n_events.sum())
         counts.error_events += total_events

@@ -234,6 +234,16 @@ class Snn(_Section):
         description="First-spike loss: weight of exp(t_label / ttfs_reg_tau) - 1 (early spikes).",
     )
     ttfs_reg_tau: float = Field(default=15.0, gt=0, le=1e4)
+    silent_bump: float = Field(
+        default=0.05,
+        ge=0,
+        le=10,
+        description="EventProp: after each batch, every input weight of an output neuron silent "
+        "for a sample of its own label, and of a hidden neuron silent for the whole batch, grows "
+        "by silent_bump * threshold / (PSP peak * fan_in) (drive in thresholds, as init_mean): a "
+        "silent neuron has no spike time, hence no first-spike gradient (cf. the weight bumping of "
+        "Göltz et al. 2021). 0: off.",
+    )
     observations: int = Field(
         default=30,
         ge=1,

@@ -151,3 +151,32 @@ def test_gradients_match_bptt_in_the_small_time_step_limit() -> None:
         errors.append(float((bptt - exact).norm() / exact.norm()))
     assert errors[0] > errors[1] > errors[2], errors
     assert errors[-1] < 2e-2, errors
+
+
+def test_silent_neurons_get_a_weight_bump() -> None:
+    """snn.silent_bump: an output neuron silent for a sample of its label has no spike time
+    and so no gradient; its input weights grow by the bump instead (and nothing else moves
+    while the whole output layer is silent)."""
+    from insitu.algo.snn_model import SpikingNet
+
+    bump = 0.2
+    sets = [
+        "learning.rule=eventprop",
+        "snn.init_mean=[1.5, -3]",  # outputs silent
+        "snn.init_std=[1, 0.1]",
+        f"snn.silent_bump={bump}",
+    ]
+    net = SpikingNet(config.load("yinyang", sets))
+    before = [w.detach().clone() for w in net.params]
+    x = torch.rand(8, 4)
+    labels = torch.tensor([0, 0, 2, 2, 0, 2, 0, 2])
+    net.train_step(x, labels)
+    step = bump * net.p.threshold / net.p.kernel_peak() / net.widths[1]
+    d_out = net.params[1].detach() - before[1]
+    torch.testing.assert_close(d_out[:, 0], torch.full_like(d_out[:, 0], step))
+    torch.testing.assert_close(d_out[:, 2], torch.full_like(d_out[:, 2], step))
+    assert float(d_out[:, 1].abs().max()) == 0.0  # class 1 is no label in the batch
+    off = SpikingNet(config.load("yinyang", [*sets[:-1], "snn.silent_bump=0"]))
+    w0 = off.params[1].detach().clone()
+    off.train_step(x, labels)
+    assert float((off.params[1].detach() - w0).abs().max()) == 0.0  # silent: no gradient
