@@ -12,7 +12,9 @@ The sequencer has no data-dependent branches, so the weights are left at their r
 unit (layers update one after another) while DFA has one per layer (all layers at once); BP's
 backward pass walks the layers with transposed reads, DFA's LFSR feedback engines all run at
 once. The table shows each phase per sample and the DFA speed-up of backward + update over BP
-next to N.
+next to N; a third table prices the same counters with the co-simulation's cost model
+(:mod:`insitu.cosim.metrics`): latency per sample at the clock, energy per sample and its
+shares by component, area and its shares by component.
 
 The Amaranth simulator runs a few hundred cycles per second on these chips, so by default the
 precision is reduced to 4-bit weights and activations (``FAST``; it sets the number of columns
@@ -36,6 +38,7 @@ import _common as common
 import numpy as np
 
 from insitu import config
+from insitu.cosim.metrics import summarize
 from insitu.hdl import host
 from insitu.hdl.amaranth_sim import WAIT, simulate
 from insitu.hdl.chip import Chip
@@ -81,6 +84,7 @@ def measure(dp: config.DesignPoint, seed: int) -> dict[str, Any]:
     if ctr["samples"] != n:
         raise common.BenchError(f"the chip counted {ctr['samples']} samples, {n} were run")
     phases = {ph: ctr[f"cycles_{ph}"] / n for ph in PHASES}
+    costs = summarize(dp, p, ctr)  # latency, energy and area from the counters (cosim)
     if sum(ctr[f"cycles_{ph}"] for ph in PHASES) != ctr["cycles_busy"]:
         raise common.BenchError(f"phase cycles do not add up to cycles_busy: {ctr}")
     return {
@@ -93,6 +97,9 @@ def measure(dp: config.DesignPoint, seed: int) -> dict[str, Any]:
         "batch": n,
         "per_sample": phases,
         "counters": ctr,
+        "latency_s": costs["latency_s"]["per_sample"],
+        "energy_j": costs["energy_j"],
+        "area_mm2": costs["area_mm2"],
         "sim_cycles": cycles,
         "sim_seconds": wall,
     }
@@ -194,6 +201,32 @@ def main() -> None:
             "DFA speed-up over BP (BP cycles / DFA cycles, per sample)",
             ["N", "backward", "update", "bwd+upd", "bwd+upd / N", "whole step"],
             srows,
+        )
+        comps = sorted({c for r in results.values() for c in r["energy_j"]["by_component"]})
+        areas = sorted({c for r in results.values() for c in r["area_mm2"]["by_component"]})
+        hrows = []
+        for n in ns:
+            for rule in rules:
+                r = results[(n, rule)]
+                e, a = r["energy_j"], r["area_mm2"]
+                hrows.append(
+                    [
+                        n,
+                        rule,
+                        f"{r['latency_s']['total'] * 1e6:.3f}",
+                        f"{e['per_sample'] * 1e9:.2f}",
+                    ]
+                    + [f"{100 * e['by_component'].get(c, 0) / e['total']:.0f}" for c in comps]
+                    + [f"{a['total']:.3f}"]
+                    + [f"{100 * a['by_component'].get(c, 0) / a['total']:.0f}" for c in areas]
+                )
+        common.print_table(
+            "Latency, energy and area per training sample (cosim cost model, docs/cosim.md)",
+            ["N", "rule", "latency us", "nJ/sample"]
+            + [f"E% {c}" for c in comps]
+            + ["mm^2"]
+            + [f"A% {c}" for c in areas],
+            hrows,
         )
         wgus = {rule: results[(ns[0], rule)]["wgu"] for rule in rules}
         common.console.print(

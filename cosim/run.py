@@ -102,6 +102,7 @@ def run_cosim(
     train_s = time.perf_counter() - t1
     stats = model.stats
     stats.verify_words = model._verify_base + session.verify_words
+    simulated = backend.cycles  # this process's cycles: host port, training and checks
     session.close()
     metrics = summarize(
         dp,
@@ -120,6 +121,7 @@ def run_cosim(
             "build_s": build_s,
             "build_reused": reused,
             "cosim_wall_s": train_s,
+            "rtl_cycles_simulated": simulated,
             "rtl_samples_per_s": stats.rtl_samples / stats.rtl_seconds
             if stats.rtl_seconds
             else None,

@@ -15,6 +15,7 @@ several models run in parallel threads (each has its own ``VerilatedContext``).
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import hashlib
 import json
 import os
@@ -217,7 +218,11 @@ def build(
     key = hashlib.sha256((verilog + WRAPPER + json.dumps(argv)).encode()).hexdigest()[:20]
     folder = cache / key
     library = folder / "obj_dir" / LIBRARY
-    with _build_lock:
+    cache.mkdir(parents=True, exist_ok=True)
+    # threads of this process and other processes (pytest-xdist workers, parallel runs) that
+    # want the same model wait for one build instead of racing on the folder
+    with _build_lock, open(cache / f".{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         if (folder / "built.json").is_file() and library.is_file():
             return Build(library, folder, key, 0.0, True)
         env = verilator_env()

@@ -55,7 +55,10 @@ def verilator_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
         verilator_env()
     except ToolError as exc:
         pytest.skip(str(exc))
-    cache = Path(os.environ.get("INSITU_CACHE", tmp_path_factory.mktemp("cache")))
+    # one folder for all xdist workers (the parent of their base temp folders): the build
+    # lock lets one worker build while the others wait and reuse it
+    shared = tmp_path_factory.getbasetemp().parent / "insitu-cache"
+    cache = Path(os.environ.get("INSITU_CACHE", shared))
     os.environ["INSITU_CACHE"] = str(cache)
     return cache
 

@@ -1,0 +1,151 @@
+"""Co-simulation speed: samples/s with the RTL in the loop, against the golden model alone.
+
+In one run, for one design point (default: the small digits chip of ``docs/cosim.md``,
+64-16-10 on 32x32 subarrays, 6-bit weights, batch 8; ``--set`` changes it), this script
+
+1. trains ``--epochs`` epochs on the golden model alone (``insitu train``'s loop, hardware
+   mode, one torch thread) and times it;
+2. trains the same epochs with every batch through the Verilator model (``insitu cosim``'s
+   :func:`insitu.cosim.run.run_cosim`, bit-exact check on) and times it;
+3. measures the raw speed of the same compiled model: cycles per second of START-to-idle
+   training runs of random batches, one C call per batch (no Python in between).
+
+Printed: samples/s of both runs and their time ratio, the RTL cycles the co-simulation
+simulated per wall second, and the share of the raw model speed that the co-simulation keeps
+(its cycles/s over the raw cycles/s; the rest goes to the host port from Python, the golden
+model, read-back checks and evaluation). The build is cached (``$INSITU_CACHE``), so only the
+first run pays for it; the machine's load is printed. Run from the repository root::
+
+    .venv/bin/python bench/cosim_speed.py
+    .venv/bin/python bench/cosim_speed.py --set learning.rule=bp --epochs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import _common as common
+import numpy as np
+import torch
+
+from insitu import config
+from insitu.algo.train import train
+from insitu.cosim.run import chip_for, run_cosim
+from insitu.cosim.session import records
+from insitu.cosim.verilator_model import OP_WAIT, VerilatorModel, build, default_cache
+from insitu.hdl import host
+from insitu.hdl.export import to_verilog
+
+SCRIPT = "cosim_speed"
+SMALL = [
+    "learning.mode=hardware",
+    "network.layers=[64,16,10]",
+    "array.rows=32",
+    "array.cols=32",
+    "precision.weight_bits=6",
+    "learning.batch_size=8",
+]
+
+
+def raw_speed(dp: config.DesignPoint, batches: int = 30, seed: int = 0) -> dict[str, float]:
+    """Cycles/s of the compiled model on START-to-idle runs, one C call per batch."""
+    p = chip_for(dp)
+    b = build(to_verilog(p)[1], cache=default_cache())
+    rng = np.random.default_rng(seed)
+
+    cycles, seconds = 0, 0.0
+    with VerilatorModel(b.library) as m:
+        top = 2 ** (p.weight_bits - 1) - 1
+        w = [rng.integers(-top, top + 1, (lay.fan_in, lay.fan_out)) for lay in p.layers]
+        m.run(records(host.write_weights(p, w)))
+        run = np.concatenate([records(host.start(p.batch)), np.array([[OP_WAIT, 0, 0]], np.uint32)])
+        for _ in range(batches):
+            a0 = rng.integers(0, 2**p.activation_bits, (p.batch, p.widths[0]))
+            m.run(records(host.write_batch(p, a0, rng.integers(0, p.classes, p.batch))))
+            c0, t0 = m.cycles, time.perf_counter()
+            m.run(run)
+            seconds += time.perf_counter() - t0
+            cycles += m.cycles - c0
+    return {"cycles": cycles, "seconds": seconds, "cycles_per_s": cycles / seconds}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--design", default="digits", help="preset or design file (default digits)")
+    ap.add_argument("--set", "-s", action="append", default=[], help="a.b=value override")
+    ap.add_argument("--epochs", type=int, default=1, help="epochs of each run (default 1)")
+    ap.add_argument("--out", type=Path, default=None, help="results folder")
+    args = ap.parse_args()
+    if args.epochs < 1:
+        common.fail("--epochs must be >= 1")
+    out: Path = args.out or common.default_out(SCRIPT, False)
+    common.warn_if_busy()
+    torch.set_num_threads(1)
+    with common.user_errors("rerun the command (the model build is cached)"):
+        dp = common.load_design(args.design, [*SMALL, f"learning.epochs={args.epochs}", *args.set])
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            g = train(dp, Path(tmp) / "golden")
+            golden_s = time.perf_counter() - t0
+            common.err.print(f"golden model alone: {golden_s:.1f} s")
+            c = run_cosim(dp, Path(tmp) / "cosim")
+            build_note = "cached" if c["build_reused"] else f"{c['build_s']:.0f} s"
+            common.err.print(f"with the RTL: {c['cosim_wall_s']:.1f} s (build {build_note})")
+        raw = raw_speed(dp)
+    samples = c["rtl"]["rtl_samples"]
+    cosim_cps = c["rtl_cycles_simulated"] / c["cosim_wall_s"]
+    res: dict[str, Any] = {
+        "design": dp.dump(),
+        "samples": samples,
+        "golden_s": golden_s,
+        "golden_samples_per_s": samples / golden_s,
+        "cosim_s": c["cosim_wall_s"],
+        "cosim_samples_per_s": samples / c["cosim_wall_s"],
+        "ratio_cosim_to_golden": c["cosim_wall_s"] / golden_s,
+        "cosim_cycles_per_s": cosim_cps,
+        "raw_cycles_per_s": raw["cycles_per_s"],
+        "share_of_raw": cosim_cps / raw["cycles_per_s"],
+        "mismatches": c["mismatches"],
+        "test_accuracy": {"golden": g["test_accuracy"], "cosim": c["test_accuracy"]},
+    }
+    common.print_table(
+        f"Co-simulation speed ({dp.learning.rule}, {samples} training samples, "
+        f"{args.epochs} epoch(s))",
+        ["run", "wall s", "samples/s", "RTL cycles/s", "test acc"],
+        [
+            [
+                "golden model alone",
+                f"{golden_s:.1f}",
+                f"{samples / golden_s:.0f}",
+                "-",
+                common.pct(g["test_accuracy"]),
+            ],
+            [
+                "RTL in the loop",
+                f"{c['cosim_wall_s']:.1f}",
+                f"{samples / c['cosim_wall_s']:.0f}",
+                f"{cosim_cps / 1e3:.1f}k",
+                common.pct(c["test_accuracy"]),
+            ],
+            [
+                "raw model (C loop)",
+                f"{raw['seconds']:.2f}",
+                "-",
+                f"{raw['cycles_per_s'] / 1e3:.1f}k",
+                "-",
+            ],
+        ],
+    )
+    common.err.print(
+        f"co-simulation / golden time: {res['ratio_cosim_to_golden']:.1f}x; share of the raw "
+        f"model speed kept: {res['share_of_raw']:.0%}; mismatches: {c['mismatches']}"
+    )
+    common.write_results(out, SCRIPT, res)
+
+
+if __name__ == "__main__":
+    main()
