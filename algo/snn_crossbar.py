@@ -105,8 +105,12 @@ class SpikingCrossbar:
             return s
         sigma = self.params.read_noise_sigma
         if sigma > 0 and x is not None and w is not None:
-            spread = torch.sqrt((x * x) @ (w * w).to(x.dtype))
-            s = s + sigma * spread * torch.randn(s.shape, generator=self.gen, dtype=s.dtype)
+            # Noise carries no gradient (sqrt's derivative at a silent step's 0 is inf, and
+            # inf * 0 turned BPTT's gradients into NaN).
+            with torch.no_grad():
+                spread = torch.sqrt((x * x) @ (w * w).to(x.dtype))
+                noise = sigma * spread * torch.randn(s.shape, generator=self.gen, dtype=s.dtype)
+            s = s + noise
         r = self.adc_range[layer]
         if not math.isfinite(r):
             return s

@@ -257,6 +257,27 @@ def test_hardware_mode_quantizes_column_sums_with_the_adc(tmp_path: Path) -> Non
     assert s2["spiking"]["events"]["adc_conversions"] > 0
 
 
+def test_bptt_on_noisy_crossbar_devices_keeps_finite_gradients() -> None:
+    """Read noise scales with sqrt(sum x^2 w^2), which is 0 in a step without input spikes;
+    differentiating it gave inf * 0 = NaN weights (the docs' hardware command crashed)."""
+    sets = [
+        "learning.mode=hardware",
+        "array.device_effects=true",
+        "array.device=subthreshold",
+        "array.adc_bits=5",
+    ]
+    net = SpikingNet(config.load("yinyang", sets))
+    assert net.xbar.params.read_noise_sigma > 0
+    d = _subset("yinyang", 64, 10)
+    x, y = torch.from_numpy(d.x_train), torch.from_numpy(d.y_train)
+    net.calibrate(x)
+    for i in range(0, 64, 32):
+        _, loss = net.train_step(x[i : i + 32], y[i : i + 32])
+        assert math.isfinite(loss)
+    assert all(bool(torch.isfinite(w).all()) for w in net.params)
+    assert all(p.grad is not None and bool(torch.isfinite(p.grad).all()) for p in net.params)
+
+
 def test_resume_is_identical_for_a_spiking_rule(tmp_path: Path) -> None:
     data = _subset("yinyang", 200, 50)
     sets = ["learning.rule=error-triggered", "snn.encoder=rate"]
