@@ -101,6 +101,7 @@ def train(
         sets.append(f"network.data_dir={data_dir}")
     dp = _load(design, sets)
     from insitu.algo.data import DatasetError
+    from insitu.algo.plan import PlanError
     from insitu.algo.train import train as run_train
 
     try:
@@ -108,7 +109,7 @@ def train(
             summary = run_train(dp, out_dir, resume=resume)
         else:
             summary = _train_with_progress(dp, out_dir, resume, run_train)
-    except DatasetError as exc:
+    except (DatasetError, PlanError) as exc:
         raise UsageError(str(exc)) from None
     except KeyboardInterrupt:
         err.print(

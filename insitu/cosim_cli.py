@@ -72,10 +72,29 @@ def cosim(
     # (an explicit learning.mode=float is refused by run_cosim with the reason)
     if not any(x.split("=", 1)[0].strip() == "learning.mode" for x in sets):
         sets = ["learning.mode=hardware", *sets]
+    from .algo.plan import PlanError
+
     dp = config.load(design, sets)
-    if explain:
-        explain_costs(dp)
-        return
+    try:
+        if explain:
+            explain_costs(dp)
+            return
+        _run(dp, design, out_dir, rtl_every, resume, engine, quiet, weight_check_every, fast_build)
+    except PlanError as exc:  # an ADC table file or LUT that cannot be used
+        raise config.DesignError(str(exc)) from None
+
+
+def _run(
+    dp: config.DesignPoint,
+    design: str,
+    out_dir: Path,
+    rtl_every: int,
+    resume: bool,
+    engine: str,
+    quiet: bool,
+    weight_check_every: int,
+    fast_build: bool,
+) -> None:
     if engine not in ("verilator", "amaranth"):
         raise config.DesignError(f"--engine = {engine!r}: allowed: verilator, amaranth")
     from .cosim.rtl_model import Mismatch

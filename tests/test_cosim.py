@@ -190,6 +190,10 @@ def _insitu(*args: str) -> subprocess.CompletedProcess[str]:
         (["--set", "learning.mode=float"], "learning.mode"),
         (["--rtl-every", "0"], "--rtl-every"),
         (["--engine", "icarus"], "--engine"),
+        (
+            ["--set", "array.adc_model=table", "--set", "array.adc_table=/nonexistent"],
+            "/nonexistent",
+        ),
     ],
 )
 def test_cli_refuses_what_the_rtl_cannot_reproduce(
