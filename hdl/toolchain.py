@@ -154,7 +154,12 @@ def tool_path(path: Path | str, cwd: Path | str) -> str:
 
 
 def run_tool(
-    argv: list[str], *, cwd: Path, log_path: Path | None = None, timeout_s: float | None = None
+    argv: list[str],
+    *,
+    cwd: Path,
+    log_path: Path | None = None,
+    timeout_s: float | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run *argv* in *cwd*, stdout and stderr merged; append the output to *log_path* if given.
 
@@ -165,6 +170,7 @@ def run_tool(
         proc = subprocess.run(
             argv,
             cwd=cwd,
+            env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
