@@ -59,6 +59,11 @@ bench: setup
 	$(BIN)/python bench/train_speed.py
 	$(BIN)/python bench/accuracy_table.py
 	$(BIN)/python bench/sweep_nonideal.py
+	$(BIN)/python bench/analog_characterize.py
+	$(BIN)/python bench/rtl_cycles.py
+	$(BIN)/python bench/rtl_speed.py
+	$(BIN)/python bench/cosim_speed.py
+	$(BIN)/python bench/snn_rules.py --threads 1
 
 clean:
 	rm -rf $(VENV) .stamp-venv runs build *.egg-info
