@@ -149,18 +149,19 @@ def _with_progress(dp: config.DesignPoint, out_dir: Path, kwargs: dict[str, Any]
         task = bar.add_task(
             "cosim", total=None, epoch=0, epochs=dp.learning.epochs, acc=0.0, test="-", rate="-"
         )
-        t0 = time.perf_counter()
+        t0 = [time.perf_counter()]  # restarted when training starts (after the model build)
         seen = [0, 0]  # samples at the epoch's start, batches so far in the epoch
 
         def on_status(msg: str) -> None:
             bar.console.print(f"[dim]{msg}[/]")
+            t0[0] = time.perf_counter()
 
         def on_progress(ev: dict[str, Any]) -> None:
             if "epoch_done" in ev:
                 bar.update(task, test=f"{ev['epoch_done']['test_accuracy']:.2%}")
                 return
             n = ev["batch"] * dp.learning.batch_size
-            dt = time.perf_counter() - t0
+            dt = time.perf_counter() - t0[0]
             rate = (seen[0] + n) / dt if dt > 0 else 0.0
             if ev["batch"] == ev["batches"]:
                 seen[0] += n
