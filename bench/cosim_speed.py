@@ -29,15 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import _common as common
-import numpy as np
+import rtl_speed
 import torch
 
 from insitu import config
 from insitu.algo.train import train
 from insitu.cosim.run import chip_for, run_cosim
-from insitu.cosim.session import records
-from insitu.cosim.verilator_model import OP_WAIT, VerilatorModel, build, default_cache
-from insitu.hdl import host
+from insitu.cosim.verilator_model import VerilatorModel, build, default_cache
 from insitu.hdl.export import to_verilog
 
 SCRIPT = "cosim_speed"
@@ -52,25 +50,16 @@ SMALL = [
 
 
 def raw_speed(dp: config.DesignPoint, batches: int = 30, seed: int = 0) -> dict[str, float]:
-    """Cycles/s of the compiled model on START-to-idle runs, one C call per batch."""
+    """Cycles/s of the compiled model on START-to-idle runs (rtl_speed's timed batches)."""
     p = chip_for(dp)
     b = build(to_verilog(p)[1], cache=default_cache())
-    rng = np.random.default_rng(seed)
-
-    cycles, seconds = 0, 0.0
     with VerilatorModel(b.library) as m:
-        top = 2 ** (p.weight_bits - 1) - 1
-        w = [rng.integers(-top, top + 1, (lay.fan_in, lay.fan_out)) for lay in p.layers]
-        m.run(records(host.write_weights(p, w)))
-        run = np.concatenate([records(host.start(p.batch)), np.array([[OP_WAIT, 0, 0]], np.uint32)])
-        for _ in range(batches):
-            a0 = rng.integers(0, 2**p.activation_bits, (p.batch, p.widths[0]))
-            m.run(records(host.write_batch(p, a0, rng.integers(0, p.classes, p.batch))))
-            c0, t0 = m.cycles, time.perf_counter()
-            m.run(run)
-            seconds += time.perf_counter() - t0
-            cycles += m.cycles - c0
-    return {"cycles": cycles, "seconds": seconds, "cycles_per_s": cycles / seconds}
+        res = rtl_speed.simulate(m, p, batches, seed)
+    return {
+        "cycles": res.run_cycles,
+        "seconds": res.run_seconds,
+        "cycles_per_s": res.run_cycles / res.run_seconds,
+    }
 
 
 def main() -> None:

@@ -37,7 +37,8 @@ import _common as common
 import numpy as np
 
 from insitu import config
-from insitu.cosim.verilator_model import OP_READ, OP_WAIT, OP_WRITE, VerilatorModel, build
+from insitu.cosim.session import WAIT_RECORD, records
+from insitu.cosim.verilator_model import VerilatorModel, build
 from insitu.hdl import host
 from insitu.hdl.export import to_verilog
 from insitu.hdl.params import ChipParams
@@ -57,13 +58,6 @@ class Result:
     counters: dict[str, int]
 
 
-def records(cmds: list[host.Command]) -> np.ndarray:
-    return np.array(
-        [(OP_WRITE if w else OP_READ, a & 0xFFFFFFFF, d & 0xFFFFFFFF) for a, d, w in cmds],
-        dtype=np.uint32,
-    ).reshape(-1, 3)
-
-
 def simulate(model: VerilatorModel, p: ChipParams, batches: int, seed: int) -> Result:
     """Random weights, ``batches`` training runs and the counters; each call timed."""
     rng = np.random.default_rng(seed)
@@ -72,12 +66,11 @@ def simulate(model: VerilatorModel, p: ChipParams, batches: int, seed: int) -> R
     c0, t0 = model.cycles, time.perf_counter()
     model.run(records(host.write_weights(p, weights)))
     run_cycles, run_seconds = 0, 0.0
-    wait = np.array([[OP_WAIT, 0, 0]], dtype=np.uint32)
     for _ in range(batches):
         a0 = rng.integers(0, 2**p.activation_bits, size=(p.batch, p.widths[0]))
         labels = rng.integers(0, p.classes, size=p.batch)
         model.run(records(host.write_batch(p, a0, labels)))
-        prog = np.concatenate([records(host.start(p.batch)), wait])
+        prog = np.concatenate([records(host.start(p.batch)), WAIT_RECORD])
         c1, t1 = model.cycles, time.perf_counter()
         model.run(prog)
         run_cycles += model.cycles - c1

@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -37,8 +37,11 @@ class Mismatch(RuntimeError):
     """The RTL and the golden model disagree; the message is the readable diff."""
 
 
-def check_design(dp: DesignPoint) -> None:
-    """Refuse design points the deterministic RTL cannot reproduce bit for bit."""
+def check_design(dp: DesignPoint, rtl_every: int = 1) -> None:
+    """Refuse design points the deterministic RTL cannot reproduce bit for bit, and a
+    ``rtl_every`` below 1."""
+    if rtl_every < 1:
+        raise DesignError(f"--rtl-every = {rtl_every}: allowed: an integer >= 1")
     if dp.learning.mode != "hardware":
         raise DesignError(
             f"learning.mode = {dp.learning.mode!r}: co-simulation runs the integer contract; "
@@ -82,18 +85,7 @@ class CosimStats:
     verify_words: int = 0  # host words spent on read-back checks, not on training
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "rtl_batches": self.rtl_batches,
-            "rtl_samples": self.rtl_samples,
-            "golden_only_batches": self.golden_only_batches,
-            "checked_outputs": self.checked_outputs,
-            "weight_checks": self.weight_checks,
-            "mismatches": self.mismatches,
-            "rtl_seconds": self.rtl_seconds,
-            "counters": dict(self.counters),
-            "host_words": self.host_words,
-            "verify_words": self.verify_words,
-        }
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CosimStats:
@@ -112,9 +104,7 @@ class RtlCheckedMLP(HardwareMLP):
         rtl_every: int = 1,
         weight_check_every: int = 50,
     ) -> None:
-        check_design(dp)
-        if rtl_every < 1:
-            raise DesignError(f"--rtl-every = {rtl_every}: allowed: an integer >= 1")
+        check_design(dp, rtl_every)
         super().__init__(dp, plan)
         self.session = session
         self.rtl_every = rtl_every

@@ -66,9 +66,7 @@ def run_cosim(
     """Train with the chip in the loop; returns (and writes) the summary."""
     from ..config import DesignError
 
-    check_design(dp)
-    if rtl_every < 1:
-        raise DesignError(f"--rtl-every = {rtl_every}: allowed: an integer >= 1")
+    check_design(dp, rtl_every)
     if engine not in ("verilator", "amaranth"):
         raise DesignError(f"--engine = {engine!r}: allowed: verilator, amaranth")
     out = Path(out_dir)

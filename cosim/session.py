@@ -101,10 +101,10 @@ class AmaranthBackend:
 
 def records(cmds: Sequence[host.Command]) -> np.ndarray:
     """Host commands as an ``(n, 3)`` uint32 record array."""
-    out = np.zeros((len(cmds), 3), dtype=np.uint32)
-    for k, (addr, data, write) in enumerate(cmds):
-        out[k] = (OP_WRITE if write else OP_READ, addr & 0xFFFFFFFF, data & 0xFFFFFFFF)
-    return out
+    return np.array(
+        [(OP_WRITE if w else OP_READ, a & 0xFFFFFFFF, d & 0xFFFFFFFF) for a, d, w in cmds],
+        dtype=np.uint32,
+    ).reshape(-1, 3)
 
 
 WAIT_RECORD = np.array([[OP_WAIT, 0, 0]], dtype=np.uint32)
@@ -185,12 +185,11 @@ class ChipSession:
         data = np.concatenate([np.asarray(a0, dtype=np.int64), np.asarray(labels)[:, None]], 1)
         prog_in[:, 2] = data.ravel()
         k = self.p.classes
+        checks = [d[: n * self.p.layers[i].fan_out] for i, d in enumerate(self._deltas)]
+        checks = (checks if read_deltas else []) + [self._counters]
+        self.verify_words += sum(len(x) for x in checks)
         parts = [prog_in, records(host.start(n, infer_only)), WAIT_RECORD, self._outputs[: n * k]]
-        if read_deltas:
-            parts += [d[: n * self.p.layers[i].fan_out] for i, d in enumerate(self._deltas)]
-        parts.append(self._counters)
-        self.verify_words += len(self._counters) + sum(len(x) for x in parts[4:-1])
-        reads = self._exec(np.concatenate(parts))
+        reads = self._exec(np.concatenate(parts + checks))
         outputs = host.signed_words(reads[: n * k]).reshape(n, k)
         pos = n * k
         deltas = None
