@@ -21,6 +21,7 @@ from .analog_cli import analog_app
 from .cli_args import DesignArg, SetOpt
 from .cosim_cli import cosim_command, hardware_table
 from .hdl_cli import hdl_app
+from .sweep_cli import sweep_command
 
 app = typer.Typer(
     add_completion=False,
@@ -38,6 +39,7 @@ err = Console(stderr=True, soft_wrap=True)
 out = Console()
 
 app.command("cosim")(cosim_command)
+app.command("sweep")(sweep_command)
 
 
 class UsageError(Exception):

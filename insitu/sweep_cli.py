@@ -1,0 +1,180 @@
+"""``insitu sweep``: the command line of design-space sweeps (run, status), with progress."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import config
+from .cli_args import SetOpt
+
+err = Console(stderr=True, soft_wrap=True)
+out = Console()
+
+
+def sweep_command(
+    sweep: Annotated[
+        str,
+        typer.Argument(
+            help="A sweep file (YAML), or the word `status` followed by a sweep folder."
+        ),
+    ],
+    folder: Annotated[
+        Path | None, typer.Argument(help="With `status`: the sweep folder to report on.")
+    ] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Sweep folder: plan.json, results.sqlite, points/."),
+    ] = None,
+    set_: SetOpt = None,
+    workers: Annotated[
+        int, typer.Option("--workers", "-w", help="Worker processes of the local cluster.")
+    ] = 2,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            help="Address of a running dask scheduler (tcp://host:8786) instead of a local "
+            "cluster.",
+        ),
+    ] = None,
+    retry_failed: Annotated[
+        bool,
+        typer.Option("--retry-failed/--keep-failed", help="Run points that failed before again."),
+    ] = True,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate and list the points; run nothing.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Run a sweep file's points on dask.distributed (`insitu sweep SWEEP --out DIR`), or
+    report on a sweep folder (`insitu sweep status DIR`)."""
+    if sweep == "status":
+        if folder is None:
+            raise config.DesignError("`insitu sweep status DIR`: give the sweep folder")
+        _status(folder)
+        return
+    if folder is not None:
+        raise config.DesignError(
+            f"unexpected argument {str(folder)!r}: the sweep folder goes in --out"
+        )
+    from .sweep_spec import expand, load_sweep
+
+    path = Path(sweep)
+    spec = load_sweep(path)
+    if workers < 1:
+        raise config.DesignError(f"--workers = {workers}: must be at least 1")
+    if dry_run:
+        points = expand(spec, base_dir=path.parent, extra_sets=list(set_ or []))
+        for p in points:
+            out.print(f"{p.key}  {p.label()}", highlight=False)
+        out.print(f"{len(points)} points, command {spec.command}")
+        return
+    if out_dir is None:
+        raise config.DesignError("--out: give the sweep folder (e.g. --out runs/sweep)")
+    _run(spec, path, out_dir, list(set_ or []), workers, scheduler, retry_failed, quiet)
+
+
+def _run(
+    spec: Any,
+    path: Path,
+    out_dir: Path,
+    sets: list[str],
+    workers: int,
+    scheduler: str | None,
+    retry_failed: bool,
+    quiet: bool,
+) -> None:
+    from .sweep import run_sweep
+
+    bar = (
+        None
+        if quiet
+        else Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[failed]} failed  {task.fields[last]}"),
+            TimeElapsedColumn(),
+            console=err,
+        )
+    )
+    state: dict[str, Any] = {}
+
+    def on_start(total: int, done: int) -> None:
+        where = scheduler or f"a local cluster of {workers} workers"
+        err.print(
+            f"sweep {spec.name}: {total} points, {done} already in the store, "
+            f"{total - done} to run on {where}",
+            highlight=False,
+        )
+        if bar is not None:
+            bar.start()
+            state["task"] = bar.add_task(
+                f"sweep {spec.name}", total=total, completed=done, failed=0, last=""
+            )
+
+    def on_point(point: Any, res: dict[str, Any]) -> None:
+        if not res["ok"]:
+            err.print(f"[red]point failed[/] {point.label()}: {res['error']}", highlight=False)
+        if bar is not None:
+            state["failed"] = state.get("failed", 0) + (0 if res["ok"] else 1)
+            acc = res["summary"]["test_accuracy"] if res["ok"] else None
+            last = f"last: {point.label()}" + (f" -> {acc:.2%}" if acc is not None else "")
+            bar.update(state["task"], advance=1, failed=state["failed"], last=last[:80])
+
+    try:
+        result = run_sweep(
+            spec,
+            out_dir,
+            base_dir=path.parent,
+            sets=sets,
+            workers=workers,
+            scheduler=scheduler,
+            retry_failed=retry_failed,
+            on_start=on_start,
+            on_point=on_point,
+        )
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.stop()
+        err.print(
+            f"[yellow]interrupted[/]: finished points are in {out_dir}/results.sqlite; run the "
+            "same command again to do the rest"
+        )
+        raise typer.Exit(130) from None
+    finally:
+        if bar is not None:
+            bar.stop()
+    out.print(
+        f"sweep {spec.name}: {result.planned} points; {result.skipped} were already done, "
+        f"{result.finished} finished now, {result.failed} failed -> {out_dir}",
+        highlight=False,
+    )
+    if result.failed:
+        raise typer.Exit(1)
+
+
+def _status(folder: Path) -> None:
+    from .sweep import sweep_status
+
+    st = sweep_status(folder)
+    out.print(
+        f"sweep {st['name']}: {st['planned']} planned, {st['finished']} finished, "
+        f"{st['failed']} failed, {st['pending']} pending",
+        highlight=False,
+    )
+    if st["failures"]:
+        table = Table(title="failed points")
+        table.add_column("key")
+        table.add_column("point")
+        table.add_column("reason", overflow="fold")
+        for f in st["failures"]:
+            table.add_row(f["key"], json.dumps(f["overrides"]), f["error"] or "")
+        out.print(table)
