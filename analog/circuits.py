@@ -355,7 +355,11 @@ def adc(pdk: Pdk, corner: str, temp: float, kind: str, bits: int, seed: int, mc:
     _comparator(net, pdk, "KT", "vin", "vmid", "qt", "vddc", shared)
     net.v("MID", "vmid", "0", mid)
     net.dc("VIN", lo - 1.5 * lsb, hi + 1.5 * lsb, lsb / 64)
-    tstop = 3e-9 + ncode * 1e-9 + 1e-9 if kind == "sar" else 12e-9
+    # A 1/2-LSB overdrive halves with every bit, and a static comparator's decision time
+    # grows as 1/overdrive: the window doubles per bit above 4 (10 ns decided 4 bits; 5- and
+    # 6-bit flash ADCs had not decided by 12 ns, leaving their delay and energy NaN).
+    window = 10e-9 * 2 ** max(0, bits - 4)
+    tstop = 3e-9 + ncode * 1e-9 + 1e-9 if kind == "sar" else 2e-9 + window
     net.tran(5e-12, tstop)
     tran_vecs = ["time", "qt", "vddc#branch", "vdd#branch", *ref_vecs]
     if kind == "sar":

@@ -212,3 +212,15 @@ def test_subthreshold_synapse_column_is_exact_where_calibrated_and_drifts_hot(
     assert float(rms.interp(corner="tt", temperature=27.0)) < 0.1
     mean85 = lut.table("column_transfer_mean").interp(corner="tt", temperature=85.0)
     assert mean85[-1] > 1.2 * (len(mean85) - 1)
+
+
+def test_finer_flash_adc_decides_within_its_transient(tmp_path: Path) -> None:
+    # A 5-bit flash's 1/2-LSB overdrive is half a 4-bit one's; its comparator decided after
+    # the old fixed 12 ns window, and the LUT's delay and energy came out NaN.
+    from insitu.analog.characterize import Settings, characterize
+
+    dp = config.load("digits", ["array.rows=8", "array.adc_bits=5"])
+    characterize(dp, Settings(corners=("tt",), temperatures=(27.0,), patterns=2), tmp_path)
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert np.isfinite(s["adc_delay_ns"]) and 1 < s["adc_delay_ns"] < 100
+    assert np.isfinite(s["adc_energy_pj"]) and s["adc_energy_pj"] > 0
