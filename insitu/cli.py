@@ -21,6 +21,7 @@ from .analog_cli import analog_app
 from .cli_args import DesignArg, SetOpt
 from .cosim_cli import cosim_command, hardware_table
 from .hdl_cli import hdl_app
+from .report_cli import report_command
 from .sweep_cli import sweep_command
 
 app = typer.Typer(
@@ -40,6 +41,7 @@ out = Console()
 
 app.command("cosim")(cosim_command)
 app.command("sweep")(sweep_command)
+app.command("report")(report_command)
 
 
 class UsageError(Exception):
