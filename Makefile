@@ -35,14 +35,7 @@ $(BIN)/python:
 venv: .stamp-venv
 
 demo: setup
-	$(BIN)/insitu train digits --out runs/demo-dfa --resume --set learning.rule=dfa
-	$(BIN)/insitu train digits --out runs/demo-bp --resume --set learning.rule=bp
-	$(BIN)/insitu train digits --out runs/demo-bp-hw --resume --set learning.rule=bp --set learning.mode=hardware
-	$(BIN)/insitu train digits --out runs/demo-dfa-hw --resume --set learning.rule=dfa --set learning.mode=hardware
-	$(BIN)/insitu cosim digits-chip --out runs/demo-cosim-dfa --resume --set learning.rule=dfa
-	$(BIN)/insitu cosim digits-chip --out runs/demo-cosim-bp --resume --set learning.rule=bp
-	$(BIN)/insitu compare runs/demo-bp runs/demo-dfa runs/demo-bp-hw runs/demo-dfa-hw \
-	  runs/demo-cosim-bp runs/demo-cosim-dfa
+	$(BIN)/insitu demo --out runs/demo
 
 test: setup
 	$(BIN)/pytest -q -n 2

@@ -188,6 +188,38 @@ def compare(
         console.print(hw)
 
 
+@app.command()
+def demo(
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder of the demo's results and report.")
+    ] = Path("runs/demo"),
+    workers: Annotated[int, typer.Option("--workers", "-w", help="Worker processes.")] = 2,
+    epochs: Annotated[
+        int | None, typer.Option(help="Training epochs (default: the design point's, 3).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """The whole product on embedded data: ngspice characterization, RTL generation, BP and
+    DFA trained with the RTL in the loop, an ADC sweep, and the HTML report."""
+    from .demo import run_demo
+
+    if workers < 1:
+        raise config.DesignError(f"--workers = {workers}: must be at least 1")
+    if epochs is not None and epochs < 1:
+        raise config.DesignError(f"--epochs = {epochs}: must be at least 1")
+    try:
+        res = run_demo(out_dir, workers=workers, epochs=epochs, quiet=quiet, console=err)
+    except KeyboardInterrupt:
+        err.print(
+            "[yellow]interrupted[/]: finished steps and points are kept; run `insitu demo` "
+            "again to continue"
+        )
+        raise typer.Exit(130) from None
+    steps = ", ".join(f"{k} {v:.0f} s" for k, v in res.seconds.items())
+    out.print(f"demo done in {sum(res.seconds.values()):.0f} s ({steps})", highlight=False)
+    out.print(f"report: {res.report.resolve()}", highlight=False)
+
+
 def _train_with_progress(
     dp: config.DesignPoint, out_dir: Path, resume: bool, run_train: Any
 ) -> dict[str, Any]:

@@ -81,6 +81,52 @@ def sweep_command(
     _run(spec, path, out_dir, list(set_ or []), workers, scheduler, retry_failed, quiet)
 
 
+class SweepProgress:
+    """A progress bar over a sweep's points (``on_start``/``on_point`` of :func:`run_sweep`)."""
+
+    def __init__(self, name: str, where: str, *, quiet: bool = False) -> None:
+        self.name, self.where = name, where
+        self.failed = 0
+        self.bar = (
+            None
+            if quiet
+            else Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[failed]} failed  {task.fields[last]}"),
+                TimeElapsedColumn(),
+                console=err,
+            )
+        )
+        self.task: Any = None
+
+    def on_start(self, total: int, done: int) -> None:
+        err.print(
+            f"sweep {self.name}: {total} points, {done} already in the store, "
+            f"{total - done} to run on {self.where}",
+            highlight=False,
+        )
+        if self.bar is not None:
+            self.bar.start()
+            self.task = self.bar.add_task(
+                f"sweep {self.name}", total=total, completed=done, failed=0, last=""
+            )
+
+    def on_point(self, point: Any, res: dict[str, Any]) -> None:
+        if not res["ok"]:
+            self.failed += 1
+            err.print(f"[red]point failed[/] {point.label()}: {res['error']}", highlight=False)
+        if self.bar is not None:
+            acc = res["summary"]["test_accuracy"] if res["ok"] else None
+            last = f"last: {point.label()}" + (f" -> {acc:.2%}" if acc is not None else "")
+            self.bar.update(self.task, advance=1, failed=self.failed, last=last[:80])
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
 def _run(
     spec: Any,
     path: Path,
@@ -93,42 +139,8 @@ def _run(
 ) -> None:
     from .sweep import run_sweep
 
-    bar = (
-        None
-        if quiet
-        else Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[failed]} failed  {task.fields[last]}"),
-            TimeElapsedColumn(),
-            console=err,
-        )
-    )
-    state: dict[str, Any] = {}
-
-    def on_start(total: int, done: int) -> None:
-        where = scheduler or f"a local cluster of {workers} workers"
-        err.print(
-            f"sweep {spec.name}: {total} points, {done} already in the store, "
-            f"{total - done} to run on {where}",
-            highlight=False,
-        )
-        if bar is not None:
-            bar.start()
-            state["task"] = bar.add_task(
-                f"sweep {spec.name}", total=total, completed=done, failed=0, last=""
-            )
-
-    def on_point(point: Any, res: dict[str, Any]) -> None:
-        if not res["ok"]:
-            err.print(f"[red]point failed[/] {point.label()}: {res['error']}", highlight=False)
-        if bar is not None:
-            state["failed"] = state.get("failed", 0) + (0 if res["ok"] else 1)
-            acc = res["summary"]["test_accuracy"] if res["ok"] else None
-            last = f"last: {point.label()}" + (f" -> {acc:.2%}" if acc is not None else "")
-            bar.update(state["task"], advance=1, failed=state["failed"], last=last[:80])
-
+    where = scheduler or f"a local cluster of {workers} workers"
+    prog = SweepProgress(spec.name, where, quiet=quiet)
     try:
         result = run_sweep(
             spec,
@@ -138,20 +150,18 @@ def _run(
             workers=workers,
             scheduler=scheduler,
             retry_failed=retry_failed,
-            on_start=on_start,
-            on_point=on_point,
+            on_start=prog.on_start,
+            on_point=prog.on_point,
         )
     except KeyboardInterrupt:
-        if bar is not None:
-            bar.stop()
+        prog.stop()
         err.print(
             f"[yellow]interrupted[/]: finished points are in {out_dir}/results.sqlite; run the "
             "same command again to do the rest"
         )
         raise typer.Exit(130) from None
     finally:
-        if bar is not None:
-            bar.stop()
+        prog.stop()
     out.print(
         f"sweep {spec.name}: {result.planned} points; {result.skipped} were already done, "
         f"{result.finished} finished now, {result.failed} failed -> {out_dir}",
