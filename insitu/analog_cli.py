@@ -69,7 +69,7 @@ def characterize_cmd(
     """Sweep corners x temperatures (x Monte Carlo) in ngspice and write the LUT folder."""
     from pydantic import ValidationError
 
-    from .analog.characterize import Settings, characterize
+    from .analog.characterize import Settings
 
     dp = config.load(design, set_ or [])
     if not 1 <= workers <= 64:
@@ -95,31 +95,39 @@ def characterize_cmd(
         raise config.DesignError(msgs) from None
     _engine_ready()
     t0 = time.perf_counter()
-    if quiet:
-        summary = characterize(dp, st, out_dir, workers)
-    else:
-        cols = (
-            TextColumn("[bold]characterize[/]"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-        )
-        with Progress(*cols, console=err, transient=False) as bar:
-            task = bar.add_task("sweep", total=None, info="")
-
-            def prog(o: Any, s: Any, total: int) -> None:
-                lab = o.point.labels
-                info = (
-                    f"{lab.get('what')} {lab.get('corner', '')} {lab.get('temperature', '')}"
-                    f"  cached {s.cached} failed {s.failed}"
-                )
-                bar.update(task, total=total, advance=1, info=info)
-
-            summary = characterize(dp, st, out_dir, workers, prog)
+    summary = characterize_with_progress(dp, st, out_dir, workers, quiet=quiet)
     wall = time.perf_counter() - t0
     _print_summary(summary, out_dir, wall)
+
+
+def characterize_with_progress(
+    dp: config.DesignPoint, st: Any, out_dir: Path, workers: int, *, quiet: bool = False
+) -> dict[str, Any]:
+    """:func:`insitu.analog.characterize.characterize` with a progress bar over the points."""
+    from .analog.characterize import characterize
+
+    if quiet:
+        return characterize(dp, st, out_dir, workers)
+    cols = (
+        TextColumn("[bold]characterize[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*cols, console=err, transient=False) as bar:
+        task = bar.add_task("sweep", total=None, info="")
+
+        def prog(o: Any, s: Any, total: int) -> None:
+            lab = o.point.labels
+            info = (
+                f"{lab.get('what')} {lab.get('corner', '')} {lab.get('temperature', '')}"
+                f"  cached {s.cached} failed {s.failed}"
+            )
+            bar.update(task, total=total, advance=1, info=info)
+
+        return characterize(dp, st, out_dir, workers, prog)
 
 
 def _print_summary(s: dict[str, Any], out_dir: Path, wall: float) -> None:

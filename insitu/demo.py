@@ -25,6 +25,7 @@ from typing import Any
 from rich.console import Console
 
 from . import config
+from .atomic import write_text
 
 __all__ = ["DEMO_DESIGN", "DemoResult", "run_demo"]
 
@@ -47,32 +48,45 @@ def _step(console: Console, n: int, text: str) -> float:
     return time.perf_counter()
 
 
-def characterize_step(dp: config.DesignPoint, out: Path, workers: int) -> dict[str, Any]:
+def characterize_step(
+    dp: config.DesignPoint, out: Path, workers: int, quiet: bool
+) -> dict[str, Any]:
     """ngspice column + ADC at the nominal corner, ADC full scale at one LSB per unit."""
-    from .analog.characterize import Settings, characterize
+    from .analog.characterize import Settings
+    from .analog_cli import characterize_with_progress
 
     # The contract's 5-bit ADC resolves partial sums 0..31 one unit per code: a LUT with that
     # full scale gives the ADC thresholds of the calibrated uniform ADC, now from ngspice.
     st = Settings(corners=("tt",), temperatures=(27.0,), adc_range=2**dp.array.adc_bits - 1)
-    return characterize(dp, st, out, workers)
+    return characterize_with_progress(dp, st, out, workers, quiet=quiet)
 
 
 def generate_step(sets: list[str], out: Path, console: Console) -> None:
     from .cosim.run import chip_for
     from .hdl.export import generate
     from .hdl.lint import lint
+    from .sweep_spec import point_key
 
     for rule in RULES:
-        p = chip_for(config.load(DEMO_DESIGN, [*sets, f"learning.rule={rule}"]))
-        g = generate(p, out / f"rtl-{rule}")
+        dp = config.load(DEMO_DESIGN, [*sets, f"learning.rule={rule}"])
+        folder = out / f"rtl-{rule}"
+        stamp = folder / ".demo-step"
+        key = point_key(dp, "generate+lint", {})
+        kept = stamp.read_text().splitlines() if stamp.exists() else []
+        if len(kept) == 2 and kept[0] == key and (folder / "insitu_chip.v").exists():
+            console.print(f"  {rule.upper()}: {kept[1]} (kept)", highlight=False)
+            continue
+        p = chip_for(dp)
+        g = generate(p, folder)
         rep = lint(g.verilog, "insitu_chip")
         state = "lint clean" if rep.clean else f"lint: {rep.counts()}"
-        console.print(
-            f"  {rule.upper()}: {g.verilog} ({g.verilog.stat().st_size / 1e3:.0f} kB, "
+        line = (
+            f"{g.verilog} ({g.verilog.stat().st_size / 1e3:.0f} kB, "
             f"{p.total_subarrays} subarrays, WGU {p.wgu}), generated in {g.seconds:.1f} s, "
-            f"{state} (verilator -Wall, {rep.seconds:.1f} s)",
-            highlight=False,
+            f"{state} (verilator -Wall, {rep.seconds:.1f} s)"
         )
+        write_text(stamp, f"{key}\n{line}\n")
+        console.print(f"  {rule.upper()}: {line}", highlight=False)
 
 
 def _sweep(spec: Any, out: Path, workers: int, quiet: bool) -> Any:
@@ -81,7 +95,14 @@ def _sweep(spec: Any, out: Path, workers: int, quiet: bool) -> Any:
 
     prog = SweepProgress(spec.name, f"a local cluster of {workers} workers", quiet=quiet)
     try:
-        return run_sweep(spec, out, workers=workers, on_start=prog.on_start, on_point=prog.on_point)
+        return run_sweep(
+            spec,
+            out,
+            workers=workers,
+            on_start=prog.on_start,
+            on_point=prog.on_point,
+            on_submit=prog.watch,
+        )
     finally:
         prog.stop()
 
@@ -111,7 +132,7 @@ def run_demo(
     why = engine.available()
     if why is not None:
         raise config.DesignError(f"ngspice is needed for the demo's characterization: {why}")
-    s = characterize_step(dp, lut, workers)
+    s = characterize_step(dp, lut, workers, quiet)
     console.print(
         f"  {s['points']} ngspice points ({s['cached']} cached): column error "
         f"{s['column_error_rms']:.3f} LSB rms, read {s['column_read_delay_s'] * 1e9:.0f} ns; "

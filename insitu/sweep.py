@@ -11,6 +11,7 @@ recorded as failed with its reason; the sweep goes on.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -23,7 +24,53 @@ from typing import Any
 from .sweep_spec import Point, SweepSpec, expand
 from .sweep_store import Store, read_plan, write_plan
 
-__all__ = ["SweepResult", "plan_sweep", "run_point", "run_sweep", "sweep_status"]
+__all__ = [
+    "PROGRESS",
+    "SweepResult",
+    "plan_sweep",
+    "read_progress",
+    "run_point",
+    "run_sweep",
+    "sweep_status",
+]
+
+PROGRESS = "progress.json"  # a running point's epoch and batch, for the client's progress bar
+
+
+class _ProgressFile:
+    """Writes a point's training progress to its folder at most twice a second (atomically)."""
+
+    def __init__(self, path: Path, epochs: int) -> None:
+        self.path, self.epochs, self.last = path, epochs, 0.0
+
+    def __call__(self, ev: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if "epoch_done" in ev or now - self.last < 0.5:
+            return
+        self.last = now
+        from .atomic import write_json
+
+        with contextlib.suppress(OSError):  # progress is a courtesy; never fail a point over it
+            write_json(
+                self.path,
+                {
+                    "epoch": ev["epoch"] + 1,
+                    "epochs": self.epochs,
+                    "batch": ev["batch"],
+                    "batches": ev["batches"],
+                },
+            )
+
+
+def read_progress(point_dir: Path) -> dict[str, Any] | None:
+    """The last progress a running point wrote (None before its first batch)."""
+    import json
+
+    try:
+        data: dict[str, Any] = json.loads((point_dir / PROGRESS).read_text())
+    except (OSError, ValueError):
+        return None
+    return data
 
 
 def run_point(
@@ -52,14 +99,15 @@ def run_point(
             import tempfile
 
             out = Path(tempfile.mkdtemp(prefix="insitu-point-"))
+        prog = _ProgressFile(out / PROGRESS, dp.learning.epochs)
         if command == "cosim":
             from .cosim.run import run_cosim
 
-            summary = run_cosim(dp, out, resume=True, **options)
+            summary = run_cosim(dp, out, resume=True, progress=prog, **options)
         else:
             from .algo.train import train
 
-            summary = train(dp, out, resume=True)
+            summary = train(dp, out, resume=True, progress=prog)
         return {
             "ok": True,
             "summary": summary,
@@ -143,11 +191,13 @@ def run_sweep(
     retry_failed: bool = True,
     on_start: Callable[[int, int], None] | None = None,
     on_point: Callable[[Point, dict[str, Any]], None] | None = None,
+    on_submit: Callable[[list[Point], Path], None] | None = None,
 ) -> SweepResult:
     """Run the points the store does not hold yet; returns how many ran, failed and were skipped.
 
     ``on_start(total, already_done)`` is called once before any task runs, ``on_point(point,
-    result)`` after each point's row is written.
+    result)`` after each point's row is written, ``on_submit(points, folder)`` once the points to
+    run are known.
     """
     out = Path(out_dir).resolve()
     points = plan_sweep(spec, out, base_dir=base_dir, sets=sets)
@@ -161,6 +211,8 @@ def run_sweep(
     result = SweepResult(planned=len(points), skipped=skipped, finished=0, failed=0)
     if not todo:
         return result
+    if on_submit:
+        on_submit(todo, out)
     options = spec.cosim.model_dump() if spec.command == "cosim" else {}
     from distributed import as_completed
 

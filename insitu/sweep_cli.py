@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -82,7 +83,9 @@ def sweep_command(
 
 
 class SweepProgress:
-    """A progress bar over a sweep's points (``on_start``/``on_point`` of :func:`run_sweep`)."""
+    """A progress bar over a sweep's points (``on_start``/``on_point`` of :func:`run_sweep`),
+    with a second line for the points in flight (epoch and batch, read from the progress
+    files their workers write into the sweep folder)."""
 
     def __init__(self, name: str, where: str, *, quiet: bool = False) -> None:
         self.name, self.where = name, where
@@ -94,12 +97,41 @@ class SweepProgress:
                 TextColumn("{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
-                TextColumn("{task.fields[failed]} failed  {task.fields[last]}"),
+                TextColumn("{task.fields[info]}"),
                 TimeElapsedColumn(),
                 console=err,
             )
         )
         self.task: Any = None
+        self.running: Any = None
+        self._stop = threading.Event()
+        self._watch: threading.Thread | None = None
+        self._pending: dict[str, Any] = {}  # key -> point, not finished yet
+
+    def watch(self, points: list[Any], folder: Path) -> None:
+        """Show the in-flight points' epochs from ``folder/points/KEY/progress.json``."""
+        if self.bar is None:
+            return
+        self._pending = {p.key: p for p in points}
+        self.running = self.bar.add_task("  in flight", total=None, info="")
+
+        def loop() -> None:
+            from .sweep import read_progress
+
+            while not self._stop.wait(1.0):
+                parts = []
+                for key, p in list(self._pending.items()):
+                    pr = read_progress(folder / "points" / key)
+                    if pr is not None:
+                        parts.append(
+                            f"{p.label()}: epoch {pr['epoch']}/{pr['epochs']} "
+                            f"{100 * pr['batch'] / max(pr['batches'], 1):.0f}%"
+                        )
+                if self.bar is not None:
+                    self.bar.update(self.running, info="; ".join(parts)[:160])
+
+        self._watch = threading.Thread(target=loop, daemon=True)
+        self._watch.start()
 
     def on_start(self, total: int, done: int) -> None:
         err.print(
@@ -110,19 +142,24 @@ class SweepProgress:
         if self.bar is not None:
             self.bar.start()
             self.task = self.bar.add_task(
-                f"sweep {self.name}", total=total, completed=done, failed=0, last=""
+                f"sweep {self.name}", total=total, completed=done, info="0 failed"
             )
 
     def on_point(self, point: Any, res: dict[str, Any]) -> None:
+        self._pending.pop(point.key, None)
         if not res["ok"]:
             self.failed += 1
             err.print(f"[red]point failed[/] {point.label()}: {res['error']}", highlight=False)
         if self.bar is not None:
             acc = res["summary"]["test_accuracy"] if res["ok"] else None
             last = f"last: {point.label()}" + (f" -> {acc:.2%}" if acc is not None else "")
-            self.bar.update(self.task, advance=1, failed=self.failed, last=last[:80])
+            info = f"{self.failed} failed  {last[:80]}"
+            self.bar.update(self.task, advance=1, info=info)
 
     def stop(self) -> None:
+        self._stop.set()
+        if self._watch is not None:
+            self._watch.join(timeout=2)
         if self.bar is not None:
             self.bar.stop()
 
@@ -152,6 +189,7 @@ def _run(
             retry_failed=retry_failed,
             on_start=prog.on_start,
             on_point=prog.on_point,
+            on_submit=prog.watch,
         )
     except KeyboardInterrupt:
         prog.stop()

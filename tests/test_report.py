@@ -466,3 +466,46 @@ def test_bad_inputs_exit_2_and_write_nothing(tmp_path: Path) -> None:
     assert sorted(p.name for p in sweep.iterdir()) == before
     with pytest.raises(DesignError, match="no finished points"):
         build_report([sweep])
+
+
+CHROMIUM = next(
+    (p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if Path(p).exists()), None
+)
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="no headless Chromium (Debian package `chromium`): the page is not rendered",
+)
+def test_page_renders_in_headless_chromium_without_console_messages(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    cosim_depth_sweep(sweep)
+    rep = build_report([sweep])
+    shot = tmp_path / "shot.png"
+    # the flags keep Chromium off the network (this machine has none) and out of the sandbox
+    # that a root user cannot enter; console messages are logged to stderr as CONSOLE lines
+    res = subprocess.run(
+        [
+            str(CHROMIUM),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1400,4000",
+            f"--screenshot={shot}",
+            "--enable-logging=stderr",
+            "--v=0",
+            rep.html.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shot.exists() and shot.stat().st_size > 50_000, res.stderr[-2000:]
+    console = [line for line in res.stderr.splitlines() if ":CONSOLE" in line]
+    assert console == []
