@@ -227,7 +227,18 @@ class CostModel:
                 "8-bit mult + 32-bit add",
                 (s_mult8, s_add32),
             ),
-            Cost("feedback_adds", "wgu", add16, "16-bit add (+-1 feedback)", (s_add16,)),
+            (
+                Cost(
+                    "feedback_adds",
+                    "wgu",
+                    add16 + buf,
+                    "16-bit add (+-1 feedback) + one B bit read from its SRAM (buffer energy "
+                    "per bit)",
+                    (s_add16, s_buf),
+                )
+                if p.feedback_storage == "stored"
+                else Cost("feedback_adds", "wgu", add16, "16-bit add (+-1 feedback)", (s_add16,))
+            ),
             Cost("wgu_macs", "wgu", mult8 + add16, "8-bit mult + 16-bit add", (s_mult8, s_add16)),
         ]
         w_e, s_we = _field(self.device, "write_energy_pj")
@@ -337,11 +348,22 @@ class CostModel:
             items.append(
                 AreaItem(
                     "wgu",
-                    "feedback lane (LFSR B e)",
+                    f"feedback lane ({'stored' if p.feedback_storage == 'stored' else 'LFSR'} B e)",
                     fb,
                     (p.error_bits + 8) * (add_bit + reg_bit),
                     f"{p.error_bits + 8}-bit add/subtract + register",
                     (s_add, s_reg),
+                )
+            )
+        if p.feedback_storage == "stored":
+            items.append(
+                AreaItem(
+                    "wgu",
+                    "stored feedback matrices B (SRAM bits)",
+                    sum(lay.feedback_source * lay.fan_out for lay in p.layers[:-1]),
+                    sram_bit,
+                    "SRAM bit cell per +-1 entry of B",
+                    (s_sram,),
                 )
             )
         act_bits = p.batch * sum(lay.fan_in for lay in p.layers) * p.activation_bits

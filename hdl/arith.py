@@ -72,6 +72,32 @@ def lfsr_unrolled(steps: int) -> tuple[list[int], list[int]]:
     return outs, state
 
 
+def _parity_masks(state: int, masks: list[int]) -> int:
+    """``apply_masks`` on a Python integer state: bit i is parity(state & masks[i])."""
+    return sum((bin(state & mk).count("1") & 1) << i for i, mk in enumerate(masks))
+
+
+def lfsr_chunks(seed: int, n_src: int, n_out: int, lanes: int) -> list[int]:
+    """B's bits as the feedback engine consumes them: row k, chunk q -> word ``k*chunks+q``.
+
+    Bit t of a word is entry ``(k, q*lanes+t)`` of B (1 means +1); the last chunk of a row holds
+    ``n_out - (chunks-1)*lanes`` bits. The same sequence the LFSR engine generates on the fly,
+    so a chip that stores B computes exactly what one that regenerates it does.
+    """
+    chunks = -(-n_out // lanes)
+    rem = n_out - (chunks - 1) * lanes
+    out_full, next_full = lfsr_unrolled(lanes)
+    out_rem, next_rem = lfsr_unrolled(rem)
+    words = []
+    state = seed
+    for _ in range(n_src):
+        for q in range(chunks):
+            last = q == chunks - 1
+            words.append(_parity_masks(state, out_rem if last else out_full))
+            state = _parity_masks(state, next_rem if last else next_full)
+    return words
+
+
 def apply_masks(state: Value, masks: list[int]) -> Value:
     """Cat of the GF(2) dot products ``parity(state & mask)``."""
     return Cat(*[(state & Const(m, 32)).xor() for m in masks])

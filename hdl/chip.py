@@ -163,6 +163,7 @@ class Chip(wiring.Component):
                     lanes=p.feedback_lanes,
                     seed=lay.feedback_seed,
                     src_bits=E,
+                    storage=p.feedback_storage,
                 )
                 m.submodules[f"feedback{i}"] = eng
                 engines[i] = eng

@@ -79,7 +79,8 @@ class ChipParams:
     error: str  # margin | squared
     hash_seed: int
     batch: int  # samples the batch buffers hold
-    feedback_lanes: int  # LFSR bits consumed per cycle by each feedback engine
+    feedback_lanes: int  # B bits consumed per cycle by each feedback engine
+    feedback_storage: str  # lfsr (B regenerated) | stored (B in a memory); FA and DFA only
     wgu: str  # per-layer | shared
     pes_per_tile: int
     subarrays_per_pe: int
@@ -207,11 +208,6 @@ class ChipParams:
         rule = plan["rule"]
         if rule not in ("bp", "fa", "dfa"):
             raise HardwareError(f"learning.rule = {rule!r}: the RTL implements bp, fa and dfa")
-        if c.feedback_storage == "stored" and rule != "bp":
-            raise HardwareError(
-                "chip.feedback_storage = 'stored' is not generated yet: must be 'lfsr' "
-                "(the LFSR regenerates B on the fly, no storage)"
-            )
         pols = 2 if a.weight_encoding == "differential" else 1
         slices = p.weight_bits // a.cell_bits
         if a.cols < pols * slices:
@@ -290,6 +286,7 @@ class ChipParams:
             hash_seed=plan["hash_seed"],
             batch=batch,
             feedback_lanes=lanes,
+            feedback_storage=c.feedback_storage if rule in ("fa", "dfa") else "lfsr",
             wgu=wgu_mode,
             pes_per_tile=c.pes_per_tile,
             subarrays_per_pe=c.subarrays_per_pe,

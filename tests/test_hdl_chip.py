@@ -28,6 +28,7 @@ from insitu.hdl.arith import (
     decode_cells,
     dither_word,
     encode_cells,
+    lfsr_chunks,
     lfsr_unrolled,
     round_shift,
 )
@@ -171,6 +172,54 @@ def test_lfsr_unrolled_matches_contract() -> None:
     assert word == 0x8A2DB6DB
 
 
+def test_stored_b_words_are_the_lfsr_stream() -> None:
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        n_src, n_out, lanes = (int(x) for x in rng.integers(1, 40, size=3))
+        seed = int(rng.integers(1, 2**32))
+        chunks = -(-n_out // lanes)
+        words = lfsr_chunks(seed, n_src, n_out, lanes)
+        assert len(words) == n_src * chunks
+        widths = [lanes] * (chunks - 1) + [n_out - (chunks - 1) * lanes]
+        stream = [
+            (w >> t) & 1
+            for r in range(n_src)
+            for q, n in enumerate(widths)
+            for w in [words[r * chunks + q]]
+            for t in range(n)
+        ]
+        assert stream == lfsr_bits(seed, n_src * n_out).tolist()
+
+
+@pytest.mark.parametrize(
+    ("rule", "layers", "lanes"), [("dfa", (9, 7, 5, 4), 3), ("fa", (8, 6, 5, 3), 16)]
+)
+def test_stored_feedback_chip_matches_golden(
+    rule: str, layers: tuple[int, ...], lanes: int
+) -> None:
+    # B read from the engine's memory instead of regenerated: the same numbers, bit for bit
+    dp = small_design(
+        layers,
+        [
+            f"learning.rule={rule}",
+            "chip.feedback_storage=stored",
+            f"chip.feedback_lanes={lanes}",
+            "array.rows=4",
+            "array.cols=8",
+            "precision.weight_bits=4",
+            "precision.activation_bits=3",
+            "precision.error_bits=6",
+            "precision.gradient_bits=4",
+            "array.adc_bits=3",
+            "learning.batch_size=2",
+            "learning.hardware_lr=0.5",
+        ],
+    )
+    p = ChipParams.from_design(dp, make_plan(dp).to_dict())
+    assert p.feedback_storage == "stored"
+    run_and_compare(dp, batches=2, seed=zlib.crc32(rule.encode()), random_tables=True)
+
+
 class _Arith(wiring.Component):
     """Combinational wrapper of the contract's rounding and hash, for simulation."""
 
@@ -249,9 +298,9 @@ def test_hardware_errors_name_the_field() -> None:
     dp = load("digits", ["chip.tiles=1"])
     with pytest.raises(HardwareError, match=r"chip.tiles = 1 is too few"):
         ChipParams.from_design(dp, make_plan(dp).to_dict())
-    dp = load("digits", ["chip.feedback_storage=stored"])
-    with pytest.raises(HardwareError, match=r"feedback_storage"):
-        ChipParams.from_design(dp, make_plan(dp).to_dict())
+    # BP has no feedback matrix: stored B only applies to FA and DFA
+    dp = load("digits", ["chip.feedback_storage=stored", "learning.rule=bp"])
+    assert ChipParams.from_design(dp, make_plan(dp).to_dict()).feedback_storage == "lfsr"
 
 
 def test_floorplan_and_manifest_values() -> None:

@@ -93,6 +93,8 @@ class Case:
             f"chip.feedback_lanes={rng.randint(1, 16)}",
             f"chip.pes_per_tile={rng.randint(1, 2)}",
             f"chip.subarrays_per_pe={rng.randint(1, 2)}",
+            # drawn last so the earlier draws (and the cases they made) stay as they were
+            f"chip.feedback_storage={rng.choice(['lfsr', 'stored'])}",
         ]
         return over, widths
 
