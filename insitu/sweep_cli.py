@@ -49,6 +49,22 @@ def sweep_command(
         bool,
         typer.Option("--retry-failed/--keep-failed", help="Run points that failed before again."),
     ] = True,
+    seeds: Annotated[
+        str | None,
+        typer.Option("--seeds", help="Replace the file's seeds, e.g. --seeds 0,1,2."),
+    ] = None,
+    rtl_every: Annotated[
+        int | None,
+        typer.Option("--rtl-every", help="cosim sweeps: replace the file's cosim.rtl_every."),
+    ] = None,
+    fast_build: Annotated[
+        bool | None,
+        typer.Option(
+            "--fast-build/--optimized-build",
+            help="cosim sweeps: replace the file's cosim.fast_build.",
+            show_default=False,
+        ),
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Validate and list the points; run nothing.")
     ] = False,
@@ -68,7 +84,7 @@ def sweep_command(
     from .sweep_spec import expand, load_sweep
 
     path = Path(sweep)
-    spec = load_sweep(path)
+    spec = with_options(load_sweep(path), seeds, rtl_every, fast_build)
     if workers < 1:
         raise config.DesignError(f"--workers = {workers}: must be at least 1")
     if dry_run:
@@ -80,6 +96,40 @@ def sweep_command(
     if out_dir is None:
         raise config.DesignError("--out: give the sweep folder (e.g. --out runs/sweep)")
     _run(spec, path, out_dir, list(set_ or []), workers, scheduler, retry_failed, quiet)
+
+
+def with_options(
+    spec: Any, seeds: str | None, rtl_every: int | None, fast_build: bool | None
+) -> Any:
+    """The sweep with the command line's ``--seeds``, ``--rtl-every``, ``--fast-build``."""
+    update: dict[str, Any] = {}
+    if seeds is not None:
+        try:
+            values = [int(x) for x in seeds.split(",") if x.strip()]
+        except ValueError:
+            values = []
+        if not values or any(v < 0 for v in values):
+            raise config.DesignError(
+                f"--seeds = {seeds!r}: give non-negative integers separated by commas, e.g. 0,1,2"
+            )
+        update["seeds"] = values
+    cosim: dict[str, Any] = {}
+    if rtl_every is not None:
+        if rtl_every < 1:
+            raise config.DesignError(f"--rtl-every = {rtl_every}: must be at least 1")
+        cosim["rtl_every"] = rtl_every
+    if fast_build is not None:
+        cosim["fast_build"] = fast_build
+    if cosim:
+        if spec.command != "cosim":
+            raise config.DesignError(
+                "--rtl-every and --fast-build apply to cosim sweeps; this sweep's command is "
+                f"{spec.command!r}"
+            )
+        update["cosim"] = spec.cosim.model_copy(update=cosim)
+    if "seeds" in update and "learning.seed" in spec.axes:
+        raise config.DesignError("--seeds: this sweep varies learning.seed as an axis already")
+    return spec.model_copy(update=update) if update else spec
 
 
 class SweepProgress:

@@ -243,3 +243,19 @@ def test_sweep_on_a_separately_started_scheduler(tmp_path: Path) -> None:
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
         log.close()
+
+
+def test_command_line_replaces_seeds_and_cosim_options(tmp_path: Path) -> None:
+    path = write(tmp_path, SWEEP24)
+    res = CliRunner().invoke(app, ["sweep", str(path), "--dry-run", "--seeds", "3"])
+    assert res.exit_code == 0 and "12 points" in res.output and "learning.seed=3" in res.output
+    res = CliRunner().invoke(app, ["sweep", str(path), "--dry-run", "--seeds", "a"])
+    assert res.exit_code != 0 and "--seeds = 'a'" in str(res.exception)
+    res = CliRunner().invoke(app, ["sweep", str(path), "--dry-run", "--rtl-every", "5"])
+    assert "apply to cosim sweeps" in str(res.exception)
+    cos = write(
+        tmp_path, "base: digits-chip\ncommand: cosim\naxes: {learning.rule: [bp]}\n", "c.yaml"
+    )
+    a = CliRunner().invoke(app, ["sweep", str(cos), "--dry-run"]).output.split()[0]
+    b = CliRunner().invoke(app, ["sweep", str(cos), "--dry-run", "--rtl-every", "5"]).output
+    assert a not in b  # the option is part of the point's key
