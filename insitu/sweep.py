@@ -16,6 +16,7 @@ import os
 import socket
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,6 +171,9 @@ def _client(workers: int, scheduler: str | None) -> tuple[Any, Any]:
 
     if scheduler:
         return Client(scheduler, timeout="30s"), None
+    # the scheduler's HTTP endpoint moves to a free port when another cluster holds 8787;
+    # that is expected with several sweeps on one machine, not worth a warning
+    warnings.filterwarnings("ignore", message=r"Port \d+ is already in use")
     cluster = LocalCluster(
         n_workers=workers,
         threads_per_worker=1,
