@@ -328,7 +328,8 @@ class CostModel:
             )
         )
         # weight-gradient units: one multiplier + accumulator per lane
-        lanes = [lay.row_blocks * p.weights_per_row for lay in p.layers]
+        # a WGU has wgu_row_blocks x weights_per_row lanes (row blocks beyond take turns)
+        lanes = [min(lay.row_blocks, p.wgu_row_blocks) * p.weights_per_row for lay in p.layers]
         n_lanes = sum(lanes) if p.wgu == "per-layer" else max(lanes)
         g = p.error_bits + p.activation_bits + max(1, (p.batch - 1).bit_length())
         mult = mult8 * (p.error_bits * p.activation_bits) / 64

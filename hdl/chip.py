@@ -182,6 +182,18 @@ class Chip(wiring.Component):
             wgus = [shared]
             wgu_of = dict.fromkeys(range(L), shared)
 
+        def wgu_weights(w: WeightGradientUnit, i: int) -> None:
+            """The weight rows a WGU's lanes read: row block grp*P + k of column block cbi."""
+            lay, P = lays[i], w.row_blocks
+            for k in range(min(P, lay.row_blocks)):
+                blocks = [g * P + k for g in range(w.groups) if g * P + k < lay.row_blocks]
+                rows = Array(
+                    Array(subs[i][kb][cb].weights for cb in range(lay.col_blocks)) for kb in blocks
+                )
+                sel = w.grp if len(blocks) > 1 else 0
+                for lane in range(nw):
+                    m.d.comb += w.weights[k][lane].eq(rows[sel][w.cbi][lane])
+
         # ---------------------------------------------------------------- sequencer state
         phase = Signal(range(4))  # 0 idle, 1 forward, 2 backward, 3 update
         b = Signal(range(B + 1))
@@ -325,7 +337,11 @@ class Chip(wiring.Component):
                     if p.rule == "bp" and i > 0:
                         for lane in range(nw):
                             m.d.comb += sa.delta[lane].eq(dreg[i][cb * nw + lane])
+                    # the WGU's lanes serve row blocks grp*P .. grp*P+P-1 in turn
+                    P = wgu.row_blocks
                     wgu_sa = wgu_here & (wgu.cbi == cb)
+                    if wgu.groups > 1:
+                        wgu_sa = wgu_sa & (wgu.grp == k // P)
                     with m.If((phase == 1) & is_cur):
                         m.d.comb += [sa.row.eq(arr_row), sa.read.eq(arr_read)]
                     with m.Elif((phase == 2) & is_cur):
@@ -337,7 +353,7 @@ class Chip(wiring.Component):
                     with m.If((phase == 3) & wgu_sa):
                         m.d.comb += [
                             sa.waddr.eq(wgu.w_row),
-                            sa.wdata.eq(wgu.w_data[k]),
+                            sa.wdata.eq(wgu.w_data[k % P]),
                             sa.wen.eq(Mux(wgu.w_write, (1 << nw) - 1, 0)),
                         ]
                     with m.Else():
@@ -349,21 +365,15 @@ class Chip(wiring.Component):
             # WGU read data
             if p.wgu == "per-layer":
                 m.d.comb += [wgu.act_data.eq(a_rd.data), wgu.dlt_data.eq(d_rd.data)]
-                for k in range(lay.row_blocks):
-                    w_sel = Array(subs[i][k][cb].weights for cb in range(lay.col_blocks))
-                    for lane in range(nw):
-                        m.d.comb += wgu.weights[k][lane].eq(w_sel[wgu.cbi][lane])
+                wgu_weights(wgu, i)
 
         if p.wgu == "shared":
             sh = wgus[0]
             with m.Switch(sh.layer):
-                for i, lay in enumerate(lays):
+                for i in range(L):
                     with m.Case(i):
                         m.d.comb += [sh.act_data.eq(act[i][1].data), sh.dlt_data.eq(dlt[i][1].data)]
-                        for k in range(lay.row_blocks):
-                            w_sel = Array(subs[i][k][cb].weights for cb in range(lay.col_blocks))
-                            for lane in range(nw):
-                                m.d.comb += sh.weights[k][lane].eq(w_sel[sh.cbi][lane])
+                        wgu_weights(sh, i)
 
         # ---------------------------------------------------------------- requantize, errors
         for i, lay in enumerate(lays[:-1]):

@@ -82,6 +82,7 @@ class ChipParams:
     feedback_lanes: int  # B bits consumed per cycle by each feedback engine
     feedback_storage: str  # lfsr (B regenerated) | stored (B in a memory); FA and DFA only
     wgu: str  # per-layer | shared
+    wgu_row_blocks: int  # row blocks a WGU updates at once (its lanes: this x weights_per_row)
     pes_per_tile: int
     subarrays_per_pe: int
     tiles: int
@@ -288,6 +289,10 @@ class ChipParams:
             feedback_lanes=lanes,
             feedback_storage=c.feedback_storage if rule in ("fa", "dfa") else "lfsr",
             wgu=wgu_mode,
+            wgu_row_blocks=min(
+                max(lay.row_blocks for lay in layers),
+                10**9 if c.wgu_row_blocks == "all" else int(c.wgu_row_blocks),
+            ),
             pes_per_tile=c.pes_per_tile,
             subarrays_per_pe=c.subarrays_per_pe,
             tiles=tile if c.tiles == "auto" else int(c.tiles),

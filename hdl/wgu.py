@@ -8,13 +8,19 @@ it then reads the weight row, rounds each gradient to the update (round half up,
 with the contract's hash), saturates it to ``gradient_bits``, subtracts it with saturation to
 ``weight_bits`` and writes the row back. Cycles per row: ``n + 2`` for ``n`` samples.
 
+Parallelism (``chip.wgu_row_blocks``): a WGU has ``P x weights_per_row`` lanes. With ``P`` equal
+to the layer's row blocks (the default) one pass updates a whole weight row; with fewer, the
+row blocks take turns in groups of ``P`` (output ``grp``), ``ceil(row_blocks / P)`` passes of
+``n + 2`` cycles per row: fewer multipliers and accumulators for a longer update. The numbers
+do not change: every weight's gradient is its own sum.
+
 One WGU per layer (DFA: all layers update at once) or one WGU shared by all layers
 (``wgu: shared``, the default for BP and FA), selected by its ``layer`` input.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Module, Signal, Value, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -37,7 +43,9 @@ class WeightGradientUnit(wiring.Component):
         self._layers = layers
         self._shifts = grad_shifts
         self._step = step
-        self.row_blocks = max(lay.row_blocks for lay in layers)
+        self.all_row_blocks = max(lay.row_blocks for lay in layers)
+        self.row_blocks = min(p.wgu_row_blocks, self.all_row_blocks)  # lanes' row blocks
+        self.groups = -(-self.all_row_blocks // self.row_blocks)
         cb = max(lay.col_blocks for lay in layers)
         nw = p.weights_per_row
         cell_width = p.used_cols * p.cell_bits
@@ -49,11 +57,12 @@ class WeightGradientUnit(wiring.Component):
                 "busy": Out(1),
                 "act_addr": Out(range(max(2, p.batch * p.rows))),
                 "act_en": Out(1),
-                "act_data": In(self.row_blocks * p.activation_bits),
+                "act_data": In(self.all_row_blocks * p.activation_bits),
                 "dlt_addr": Out(range(max(2, p.batch * cb))),
                 "dlt_en": Out(1),
                 "dlt_data": In(nw * p.error_bits),
                 "cbi": Out(range(max(2, cb))),
+                "grp": Out(range(max(2, self.groups))),  # lane k serves row block grp*P + k
                 "w_row": Out(range(max(2, p.rows))),
                 "w_read": Out(1),
                 "weights": In(signed(p.weight_bits)).array(self.row_blocks, nw),
@@ -68,6 +77,7 @@ class WeightGradientUnit(wiring.Component):
         p, lays = self._p, self._layers
         m = Module()
         nw, A, E, rb = p.weights_per_row, p.activation_bits, p.error_bits, self.row_blocks
+        P, G = self.row_blocks, self.groups
         g_width = A + E + bits_for(p.batch) + 2
 
         def per_layer(values: list[int]) -> Value:
@@ -81,6 +91,7 @@ class WeightGradientUnit(wiring.Component):
 
         r = Signal(range(max(2, p.rows)))
         cbi = Signal.like(self.cbi)
+        grp = Signal.like(self.grp)
         b = Signal(range(p.batch + 1))
         a_addr = Signal.like(self.act_addr)
         d_addr = Signal.like(self.dlt_addr)
@@ -90,17 +101,35 @@ class WeightGradientUnit(wiring.Component):
             self.act_addr.eq(a_addr),
             self.dlt_addr.eq(d_addr),
             self.cbi.eq(cbi),
+            self.grp.eq(grp),
             self.w_row.eq(r),
         ]
+        # groups of row blocks this layer needs, and the row block of each lane in this pass
+        groups_of = per_layer([-(-lay.row_blocks // P) for lay in lays])
+        last_grp = grp == groups_of - 1
+        base = grp * P if G > 1 else Const(0)
 
         # Accumulate the products of the reads issued last cycle.
         m.d.sync += mac_v.eq(self.act_en)
         active_rows = Signal(range(rb + 1))
-        m.d.comb += active_rows.eq(rb_of)
+        if G > 1:
+            left = Signal(range(self.all_row_blocks + 1))
+            m.d.comb += left.eq(rb_of - base)
+            m.d.comb += active_rows.eq(Mux(left > P, P, left))
+        else:
+            m.d.comb += active_rows.eq(rb_of)
+        acts = [
+            self.act_data[k * A : (k + 1) * A].as_unsigned() for k in range(self.all_row_blocks)
+        ]
         with m.If(mac_v):
             m.d.comb += self.macs.eq(active_rows * nw)
             for k in range(rb):
-                a_k = self.act_data[k * A : (k + 1) * A].as_unsigned()
+                if G > 1:
+                    a_k = Signal(A, name=f"a_lane{k}")
+                    pick = [acts[g * P + k] if g * P + k < len(acts) else 0 for g in range(G)]
+                    m.d.comb += a_k.eq(Array(pick)[grp])
+                else:
+                    a_k = acts[k]
                 for j in range(nw):
                     d_j = self.dlt_data[j * E : (j + 1) * E].as_signed()
                     # few activation bits: a shift-add, not a DSP (see mul_small)
@@ -116,7 +145,7 @@ class WeightGradientUnit(wiring.Component):
                 dither = None
                 tag = f"{k}_{j}"
                 if p.rounding == "stochastic":
-                    index = (r + k * p.rows) * n_of + cbi * nw + j
+                    index = (r + (base + k) * p.rows) * n_of + cbi * nw + j
                     dither = dither_word(m, index, self._step, layer_index, p.hash_seed, tag)
                 rounded = wire(
                     m, round_shift(g[k][j], shift, dither), signed(g_width + 1), f"round{tag}"
@@ -142,12 +171,12 @@ class WeightGradientUnit(wiring.Component):
                 lanes.append(cells_new)
                 for col in range(word_w // p.cell_bits):
                     sl = slice(col * p.cell_bits, (col + 1) * p.cell_bits)
-                    changed.append((cells_new[sl] != cells_old[sl]) & (k < rb_of))
+                    changed.append((cells_new[sl] != cells_old[sl]) & (k < active_rows))
             m.d.comb += self.w_data[k].eq(Cat(*lanes))
 
         with m.FSM():
             with m.State("IDLE"), m.If(self.start):
-                m.d.sync += [r.eq(0), cbi.eq(0), b.eq(0), a_addr.eq(0), d_addr.eq(0)]
+                m.d.sync += [r.eq(0), cbi.eq(0), grp.eq(0), b.eq(0), a_addr.eq(0), d_addr.eq(0)]
                 m.d.sync += [x.eq(0) for row in g for x in row]
                 m.next = "MAC"
             with m.State("MAC"):
@@ -165,13 +194,26 @@ class WeightGradientUnit(wiring.Component):
                 m.d.comb += self.cells_changed.eq(tree_sum(changed))
                 m.d.sync += [x.eq(0) for row in g for x in row]
                 m.d.sync += b.eq(0)
-                with m.If(r == p.rows - 1):
-                    m.d.sync += [r.eq(0), cbi.eq(cbi + 1), a_addr.eq(0), d_addr.eq(cbi + 1)]
-                    with m.If(cbi == cb_of - 1):
-                        m.next = "IDLE"
+
+                def next_row() -> None:
+                    with m.If(r == p.rows - 1):
+                        m.d.sync += [r.eq(0), cbi.eq(cbi + 1), a_addr.eq(0), d_addr.eq(cbi + 1)]
+                        with m.If(cbi == cb_of - 1):
+                            m.next = "IDLE"
+                        with m.Else():
+                            m.next = "MAC"
                     with m.Else():
+                        m.d.sync += [r.eq(r + 1), a_addr.eq(r + 1), d_addr.eq(cbi)]
                         m.next = "MAC"
-                with m.Else():
-                    m.d.sync += [r.eq(r + 1), a_addr.eq(r + 1), d_addr.eq(cbi)]
-                    m.next = "MAC"
+
+                if G > 1:
+                    with m.If(~last_grp):
+                        # the next group of row blocks, same weight row: the batch again
+                        m.d.sync += [grp.eq(grp + 1), a_addr.eq(r), d_addr.eq(cbi)]
+                        m.next = "MAC"
+                    with m.Else():
+                        m.d.sync += grp.eq(0)
+                        next_row()
+                else:
+                    next_row()
         return m

@@ -383,6 +383,19 @@ class Chip(_Section):
     feedback_lanes: int = Field(
         default=16, ge=1, le=256, description="LFSR feedback bits consumed per cycle per layer."
     )
+    wgu_row_blocks: int | Literal["all"] = Field(
+        default="all",
+        description="Row blocks (subarrays stacked along a layer's inputs) a weight-gradient "
+        "unit updates at once: all (one pass per weight row) or fewer lanes taking turns.",
+    )
+
+    @field_validator("wgu_row_blocks", mode="before")
+    @classmethod
+    def _wgu_row_blocks(cls, v: Any) -> Any:
+        # one message for both spellings (pydantic would report each member of the union)
+        if v == "all" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+            return v
+        raise ValueError("must be 'all' or an integer of at least 1")
 
 
 class Tech(_Section):

@@ -82,6 +82,8 @@ MALFORMED = [
     (["tech.node=3nm"], None, ["tech.node", "3nm", "32nm"]),
     (["array.adc_model=table"], None, ["array.adc_table", "adc_model is 'table'"]),
     (["learning.lr=-1"], None, ["learning.lr", "-1", "greater than 0"]),
+    (["chip.wgu_row_blocks=0"], None, ["chip.wgu_row_blocks", "0", "'all' or an integer"]),
+    (["chip.wgu_row_blocks=half"], None, ["chip.wgu_row_blocks", "'half'", "at least 1"]),
     (["rows=3"], None, ["rows", "unknown field", "network"]),
     (["learning.rule"], None, ["--set", "section.field=value"]),
     ([], "!!python/object/apply:os.system ['echo pwned']\n", ["not valid"]),

@@ -220,6 +220,35 @@ def test_stored_feedback_chip_matches_golden(
     run_and_compare(dp, batches=2, seed=zlib.crc32(rule.encode()), random_tables=True)
 
 
+@pytest.mark.parametrize(
+    ("wgu", "blocks", "rounding"),
+    [("per-layer", 1, "stochastic"), ("shared", 2, "nearest"), ("per-layer", 3, "nearest")],
+)
+def test_wgu_row_blocks_in_turns_match_golden(wgu: str, blocks: int, rounding: str) -> None:
+    # 4, 3 and 2 row blocks per layer on 3-row subarrays; the WGU's lanes take them in turns
+    dp = small_design(
+        (11, 8, 5, 3),
+        [
+            "learning.rule=dfa",
+            f"chip.wgu={wgu}",
+            f"chip.wgu_row_blocks={blocks}",
+            f"precision.rounding={rounding}",
+            "array.rows=3",
+            "array.cols=8",
+            "precision.weight_bits=4",
+            "precision.activation_bits=3",
+            "precision.error_bits=6",
+            "precision.gradient_bits=4",
+            "array.adc_bits=3",
+            "learning.batch_size=3",
+            "learning.hardware_lr=0.5",
+        ],
+    )
+    p = ChipParams.from_design(dp, make_plan(dp).to_dict())
+    assert p.wgu_row_blocks == blocks and [lay.row_blocks for lay in p.layers] == [4, 3, 2]
+    run_and_compare(dp, batches=2, seed=blocks, random_tables=True)
+
+
 class _Arith(wiring.Component):
     """Combinational wrapper of the contract's rounding and hash, for simulation."""
 

@@ -95,6 +95,7 @@ class Case:
             f"chip.subarrays_per_pe={rng.randint(1, 2)}",
             # drawn last so the earlier draws (and the cases they made) stay as they were
             f"chip.feedback_storage={rng.choice(['lfsr', 'stored'])}",
+            f"chip.wgu_row_blocks={rng.choice(['all', 1, 2])}",
         ]
         return over, widths
 
