@@ -172,6 +172,18 @@ def test_lfsr_unrolled_matches_contract() -> None:
     assert word == 0x8A2DB6DB
 
 
+# precisions small enough for Amaranth's simulator to run a few batches in seconds
+TINY_NUMERICS = [
+    "array.cols=8",
+    "precision.weight_bits=4",
+    "precision.activation_bits=3",
+    "precision.error_bits=6",
+    "precision.gradient_bits=4",
+    "array.adc_bits=3",
+    "learning.hardware_lr=0.5",
+]
+
+
 def test_stored_b_words_are_the_lfsr_stream() -> None:
     rng = np.random.default_rng(7)
     for _ in range(20):
@@ -205,14 +217,8 @@ def test_stored_feedback_chip_matches_golden(
             "chip.feedback_storage=stored",
             f"chip.feedback_lanes={lanes}",
             "array.rows=4",
-            "array.cols=8",
-            "precision.weight_bits=4",
-            "precision.activation_bits=3",
-            "precision.error_bits=6",
-            "precision.gradient_bits=4",
-            "array.adc_bits=3",
             "learning.batch_size=2",
-            "learning.hardware_lr=0.5",
+            *TINY_NUMERICS,
         ],
     )
     p = ChipParams.from_design(dp, make_plan(dp).to_dict())
@@ -234,14 +240,8 @@ def test_wgu_row_blocks_in_turns_match_golden(wgu: str, blocks: int, rounding: s
             f"chip.wgu_row_blocks={blocks}",
             f"precision.rounding={rounding}",
             "array.rows=3",
-            "array.cols=8",
-            "precision.weight_bits=4",
-            "precision.activation_bits=3",
-            "precision.error_bits=6",
-            "precision.gradient_bits=4",
-            "array.adc_bits=3",
             "learning.batch_size=3",
-            "learning.hardware_lr=0.5",
+            *TINY_NUMERICS,
         ],
     )
     p = ChipParams.from_design(dp, make_plan(dp).to_dict())
