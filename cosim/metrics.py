@@ -55,14 +55,14 @@ def summarize(
     p: ChipParams,
     counters: dict[str, int],
     *,
-    verify_words: int = 0,
+    verify_bits: int = 0,
     train_samples: int = 0,
 ) -> dict[str, Any]:
     """Latency, energy, area and efficiency from cumulative training counters.
 
-    ``verify_words``: host words the harness spent on verification (weight read-back, counter
-    reads); they passed through the host port but are not part of training, so they are taken
-    out of the off-chip traffic. ``train_samples``: samples per epoch (for per-epoch latency).
+    ``verify_bits``: data bits the harness read back for verification (weights, deltas); they
+    passed through the host port but are not part of training, so they are taken out of the
+    off-chip traffic. ``train_samples``: samples per epoch (for per-epoch latency).
     """
     costs = CostModel(dp, p)
     period, period_why = clock(dp, costs)
@@ -73,7 +73,7 @@ def summarize(
     latency = {ph: per_sample[ph] * period for ph in PHASES}
     latency["total"] = sum(latency[ph] for ph in PHASES)
     events = dict(counters)
-    events["dram_bits"] = max(0, events.get("dram_bits", 0) - 32 * verify_words)
+    events["dram_bits"] = max(0, events.get("dram_bits", 0) - verify_bits)
     energy_events: dict[str, float] = {}
     energy_components: dict[str, float] = {}
     for name, cost in costs.costs.items():

@@ -82,7 +82,7 @@ class CosimStats:
     rtl_seconds: float = 0.0  # wall time inside the RTL calls
     counters: dict[str, int] = field(default_factory=dict)  # chip counters, training batches
     host_words: int = 0
-    verify_words: int = 0  # host words spent on read-back checks, not on training
+    verify_bits: int = 0  # data bits of read-back checks, not of training
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -182,7 +182,7 @@ class RtlCheckedMLP(HardwareMLP):
         self.stats.rtl_samples += len(a_np)
         self.stats.counters = {k: v + self._counter_base.get(k, 0) for k, v in res.counters.items()}
         self.stats.host_words = self._words_base + self.session.host_words
-        self.stats.verify_words = self._verify_base + self.session.verify_words
+        self.stats.verify_bits = self._verify_base + self.session.verify_bits
         want = o.numpy()
         self.stats.checked_outputs += want.size
         if not np.array_equal(res.outputs, want):
@@ -215,7 +215,7 @@ class RtlCheckedMLP(HardwareMLP):
             self.stats = CosimStats.from_dict(d["cosim"])
             self._counter_base = dict(self.stats.counters)
             self._words_base = self.stats.host_words - self.session.host_words
-            self._verify_base = self.stats.verify_words - self.session.verify_words
+            self._verify_base = self.stats.verify_bits - self.session.verify_bits
         # a fresh chip holds none of this: load everything before the next RTL batch
         self._weights_stale = True
         self._plan_on_chip = None

@@ -99,14 +99,14 @@ def run_cosim(
         raise
     train_s = time.perf_counter() - t1
     stats = model.stats
-    stats.verify_words = model._verify_base + session.verify_words
+    stats.verify_bits = model._verify_base + session.verify_bits
     simulated = backend.cycles  # this process's cycles: host port, training and checks
     session.close()
     metrics = summarize(
         dp,
         p,
         stats.counters,
-        verify_words=stats.verify_words,
+        verify_bits=stats.verify_bits,
         train_samples=len(data.y_train),
     )
     summary.update(

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..algo.plan import IntegerPlan
 from ..hdl import host
+from ..hdl.memory_map import payload_bits
 from ..hdl.params import ChipParams
 from .verilator_model import OP_READ, OP_WAIT, OP_WRITE, VerilatorModel, build
 
@@ -137,8 +138,16 @@ class ChipSession:
         )
         self._deltas = [records(host.read_deltas(p, i, p.batch)) for i in range(len(p.layers))]
         self.host_words = 0
-        # words spent on checking rather than training (read-back of weights, deltas, counters)
-        self.verify_words = 0
+        # data bits spent on checking rather than training (read-back of weights, deltas,
+        # counters), in the units of the chip's dram_bits counter
+        self.verify_bits = 0
+        widths = {int(k): v for k, v in payload_bits(p).items()}
+        self._payload = np.array([widths.get(r, 0) for r in range(16)], dtype=np.int64)
+
+    def payload(self, program: np.ndarray) -> int:
+        """Data bits of a program's host words, as the chip's ``dram_bits`` counts them."""
+        ops = program[program[:, 0] != OP_WAIT]
+        return int(self._payload[(ops[:, 1].astype(np.int64) >> 28) & 0xF].sum())
 
     # -- loading --------------------------------------------------------------------------
     def _exec(self, program: np.ndarray) -> np.ndarray:
@@ -187,7 +196,7 @@ class ChipSession:
         k = self.p.classes
         checks = [d[: n * self.p.layers[i].fan_out] for i, d in enumerate(self._deltas)]
         checks = (checks if read_deltas else []) + [self._counters]
-        self.verify_words += sum(len(x) for x in checks)
+        self.verify_bits += sum(self.payload(x) for x in checks)
         parts = [prog_in, records(host.start(n, infer_only)), WAIT_RECORD, self._outputs[: n * k]]
         reads = self._exec(np.concatenate(parts + checks))
         outputs = host.signed_words(reads[: n * k]).reshape(n, k)
@@ -203,11 +212,11 @@ class ChipSession:
         return BatchResult(outputs=outputs, counters=counters, deltas=deltas)
 
     def read_weights(self) -> list[np.ndarray]:
-        self.verify_words += len(self._weights)
+        self.verify_bits += self.payload(self._weights)
         return host.unpack_weights(self.p, self._exec(self._weights).tolist())
 
     def read_counters(self) -> dict[str, int]:
-        self.verify_words += len(self._counters)
+        self.verify_bits += self.payload(self._counters)
         return host.unpack_counters(self._exec(self._counters).tolist())
 
     def close(self) -> None:

@@ -22,7 +22,7 @@ from .arith import clamp_unsigned, encode_cells, rshift_round, saturate, tree_su
 from .blackbox import Blackbox
 from .feedback import FeedbackEngine
 from .htree import HTree
-from .memory_map import COUNTERS, Region, field_bits
+from .memory_map import COUNTERS, Region, field_bits, payload_bits
 from .params import ChipParams, bits_for
 from .subarray import Subarray
 from .wgu import WeightGradientUnit
@@ -768,13 +768,16 @@ class Chip(wiring.Component):
         for w in wgus:
             inc["wgu_macs"].append(w.macs)
             inc["cell_writes"].append(w.cells_changed)
-            inc["buffer_bits_read"].append(Mux(w.act_en, w.row_blocks * A + nw * E, 0))
+            # the activation word holds every row block, whichever group the lanes serve
+            inc["buffer_bits_read"].append(Mux(w.act_en, w.all_row_blocks * A + nw * E, 0))
         if L > 1 and p.rule in ("fa", "dfa"):
             # the output error goes to every hidden layer's feedback engine over the H-tree
             inc["htree_bits"].append(
                 Mux(fsm.ongoing("BACKWARD"), htree_links(0, p.tiles, p.tiles) * p.classes * E, 0)
             )
-        inc["dram_bits"].append(Mux(host_take, 32, 0))
+        widths = {int(k): v for k, v in payload_bits(p).items()}
+        payload = Array(Const(widths.get(r, 0), 6) for r in range(16))
+        inc["dram_bits"].append(Mux(host_take, payload[region], 0))
         for name, sig in counters.items():
             terms = inc[name]
             if terms:

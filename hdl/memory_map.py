@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-from .params import ChipParams
+from .params import ChipParams, bits_for
 
 
 class Region(IntEnum):
@@ -49,8 +49,32 @@ COUNTERS: list[tuple[str, str]] = [
     ("buffer_bits_written", "bits written to the on-chip activation and delta buffers"),
     ("htree_bits", "bits times H-tree links traversed (hops)"),
     ("host_words", "32-bit words through the host port"),
-    ("dram_bits", "off-chip bits: every host-port word (inputs, labels, weights, results)"),
+    (
+        "dram_bits",
+        "off-chip data bits: the payload of every host-port word (inputs, labels, weights, ADC "
+        "tables, results; control and counter words carry none)",
+    ),
 ]
+
+
+def payload_bits(p: ChipParams) -> dict[Region, int]:
+    """Data bits one host word of each region carries (what off-chip memory must hold).
+
+    The port is 32 bits wide, but an input is ``activation_bits`` wide, a weight
+    ``weight_bits``: pricing whole words overstated off-chip energy about 4x. Control and
+    counter words are the host talking to the chip, not data moved to or from memory.
+    """
+    return {
+        Region.CTRL: 0,
+        Region.ADC_T: p.threshold_bits,
+        Region.ADC_L: p.level_bits,
+        Region.WEIGHT: p.weight_bits,
+        Region.ACT: p.activation_bits,
+        Region.LABEL: bits_for(p.classes - 1),
+        Region.OUT: p.error_bits,
+        Region.DELTA: p.error_bits,
+        Region.COUNTER: 0,
+    }
 
 
 def field_bits(n: int) -> int:

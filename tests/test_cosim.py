@@ -138,7 +138,7 @@ def test_cosim_epoch_resume_and_metrics(tmp_path: Path, verilator_cache: Path) -
     # metrics follow from the counters and the cost table
     p = chip_for(dp2)
     costs = CostModel(dp2, p)
-    m = summarize(dp2, p, s2["counters"], verify_words=s2["rtl"]["verify_words"])
+    m = summarize(dp2, p, s2["counters"], verify_bits=s2["rtl"]["verify_bits"])
     assert m["energy_j"]["total"] == pytest.approx(s2["energy_j"]["total"])
     by_event = sum(
         s2["counters"][k] * c.energy_pj * 1e-12 for k, c in costs.costs.items() if k != "dram_bits"
