@@ -33,6 +33,7 @@ from insitu.hdl.arith import (
     round_shift,
 )
 from insitu.hdl.chip import Chip
+from insitu.hdl.memory_map import Region, payload_bits
 from insitu.hdl.params import ChipParams, HardwareError
 
 
@@ -108,6 +109,10 @@ def run_and_compare(dp: DesignPoint, *, batches: int, seed: int, random_tables: 
         )
     counters = host.unpack_counters(words[pos:])
     assert counters["batches"] == batches
+    # off-chip bits: the payload of every host word the program sent (counter reads carry none)
+    widths = payload_bits(p)
+    sent = [c for c in prog if c is not WAIT]
+    assert counters["dram_bits"] == sum(widths[Region(a >> 28)] for a, _, _ in sent)
     assert counters["cycles_busy"] == (
         counters["cycles_forward"] + counters["cycles_backward"] + counters["cycles_update"]
     )
