@@ -59,7 +59,7 @@ from insitu.algo import golden
 from insitu.algo.plan import AdcTable, IntegerPlan
 from insitu.hdl import host
 from insitu.hdl.chip import CHIP_ID
-from insitu.hdl.memory_map import COUNTERS, CTRL, Region, address
+from insitu.hdl.memory_map import COUNTERS, CTRL, Region, address, payload_bits
 from insitu.hdl.params import ChipParams, LayerHW
 
 CONFIG_ENV = "CHIP_TB_CONFIG"
@@ -149,6 +149,10 @@ class HostPort:
         self.stall = stall
         self.max_cycles = max_cycles
         self.accepted = 0  # commands transferred since reset
+        # data bits per region (hdl.memory_map.payload_bits) when set: bits_at[k] is the
+        # payload of the first k + 1 commands, what dram_bits reads after command k + 1
+        self.widths: list[int] | None = None
+        self.bits_at: list[int] = []
         self.cycles = 0
         self._valid = 0
         self._ready = -1
@@ -215,6 +219,9 @@ class HostPort:
             if driving and int(cmd_ready.value):
                 self.accepted += 1
                 ordinals.append(self.accepted)
+                if self.widths is not None:
+                    last = self.bits_at[-1] if self.bits_at else 0
+                    self.bits_at.append(last + self.widths[(cmds[i][0] >> 28) & 0xF])
                 if not cmds[i][2]:
                     reads_taken += 1
                 i += 1
@@ -385,6 +392,8 @@ class ChipBench:
         self.port = HostPort(
             dut, self.rng, cfg.gap, cfg.stall, cfg.max_cycles, read_policy=cfg.read_policy
         )
+        widths = {int(k): v for k, v in payload_bits(self.p).items()}
+        self.port.widths = [widths.get(r, 0) for r in range(16)]
         self.log = dut._log
         self.samples_trained = 0
         self.samples_inferred = 0
@@ -661,9 +670,11 @@ class ChipBench:
         at = host_words_at[("ctr", 2 * k_hw)]
         if ctr["host_words"] & M32 != at:
             problems.append(f"host_words {ctr['host_words']}, expected {at} commands")
+        # dram_bits: the payload of every command up to that read (counter reads carry none)
         k_dram = [name for name, _ in COUNTERS].index("dram_bits")
-        if got[("ctr", 2 * k_dram)] != 32 * host_words_at[("ctr", 2 * k_dram)]:
-            problems.append(f"dram_bits low word {got[('ctr', 2 * k_dram)]}")
+        bits = self.port.bits_at[host_words_at[("ctr", 2 * k_dram)] - 1] & M32
+        if got[("ctr", 2 * k_dram)] != bits:
+            problems.append(f"dram_bits low word {got[('ctr', 2 * k_dram)]}, expected {bits}")
         if not infer and d["wgu_macs"] <= 0:
             problems.append("wgu_macs did not count")
         if problems:
