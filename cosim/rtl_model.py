@@ -5,7 +5,10 @@ vectorized integer golden model) whose every training step (or every ``rtl_every
 runs on a :class:`~.session.ChipSession`. The RTL batch runs in a second thread while the
 golden model computes the same step (ctypes releases the GIL), so the two use both cores; their
 output codes must agree bit for bit, and the stored weights are compared every
-``weight_check_every`` RTL batches and before every evaluation. The first disagreement raises
+``weight_check_every`` RTL batches and before every evaluation; with ``rtl_every`` > 1 after
+every RTL batch instead (the golden model moves the weights on before anything else could
+compare them). Weight re-loads the simulation needs are counted as harness traffic, not as
+the chip's off-chip training traffic. The first disagreement raises
 :class:`Mismatch` with a readable diff: which value, which layer, which sample.
 
 The chip is brought up to date lazily: after a resume, a skipped batch or a plan change (ADC
@@ -121,12 +124,20 @@ class RtlCheckedMLP(HardwareMLP):
 
     # -- keeping the chip in step ---------------------------------------------------------
     def _sync(self) -> None:
+        same_plan = False
         if self._weights_stale:
-            self.session.load_weights([w.numpy() for w in self.weights])
+            # only the very first load is the chip's own traffic; a chip keeps its weights
+            reload = self._batch_index > 1
+            self.session.load_weights([w.numpy() for w in self.weights], harness=reload)
             self._weights_stale = False
+            # the plan registers are rewritten too; if only the step moved (the golden model
+            # ran batches alone), that is the harness catching the chip up, not training
+            same_plan = (
+                reload and self._plan_on_chip is not None and (self._plan_on_chip[0] == self.plan)
+            )
             self._plan_on_chip = None
         if self._plan_on_chip != (self.plan, self.step):
-            self.session.set_plan(self.plan, self.step)
+            self.session.set_plan(self.plan, self.step, harness=same_plan)
             self._plan_on_chip = (self.plan, self.step)
 
     def check_weights(self, context: str) -> None:
@@ -194,7 +205,9 @@ class RtlCheckedMLP(HardwareMLP):
                 + f"\n  labels of the batch: {y_np.tolist()}"
             )
         self._since_check += 1
-        if self._since_check >= self.weight_check_every:
+        # with rtl_every > 1 the golden model moves the weights on before the next RTL batch
+        # or evaluation, so this is the only moment the chip's updates can be compared
+        if self._since_check >= self.weight_check_every or self.rtl_every > 1:
             self._since_check = 0
             self.check_weights(f"after batch {index} (training step {step})")
         return o, mse

@@ -154,16 +154,21 @@ class ChipSession:
         self.host_words += int(np.count_nonzero(program[:, 0] != OP_WAIT))
         return self.backend.run(program)
 
-    def load_weights(self, weights: Sequence[np.ndarray]) -> None:
+    def load_weights(self, weights: Sequence[np.ndarray], *, harness: bool = False) -> None:
+        """Write every weight; ``harness``: a re-load the simulation needs (the golden model
+        trained batches on its own, or a resumed run), not traffic of the chip's training."""
         prog = self._weight_writes.copy()
+        if harness:
+            self.verify_bits += self.payload(prog)
         # host.write_weights writes layer by layer, row-major: the same order as ravel()
         prog[:, 2] = np.concatenate([np.asarray(w).ravel() for w in weights]).astype(np.int64) & (
             0xFFFFFFFF
         )
         self._exec(prog)
 
-    def set_plan(self, plan: IntegerPlan, step: int) -> None:
-        """Write the runtime plan registers: gradient shifts, ADC tables and the step."""
+    def set_plan(self, plan: IntegerPlan, step: int, *, harness: bool = False) -> None:
+        """Write the runtime plan registers: gradient shifts, ADC tables and the step
+        (``harness``: a rewrite the simulation needs, not the chip's training traffic)."""
         for i, lp in enumerate(plan.layers):
             lay = self.p.layers[i]
             if (lp.out_shift, lp.delta_shift) != (lay.out_shift, lay.delta_shift):
@@ -172,9 +177,10 @@ class ChipSession:
                     f"differ from the generated chip's ({lay.out_shift}, {lay.delta_shift})"
                 )
         adc = [(lp.adc.thresholds, lp.adc.levels) for lp in plan.layers]
-        self._exec(
-            records(host.write_plan(self.p, [lp.grad_shift for lp in plan.layers], adc, step))
-        )
+        prog = records(host.write_plan(self.p, [lp.grad_shift for lp in plan.layers], adc, step))
+        if harness:
+            self.verify_bits += self.payload(prog)
+        self._exec(prog)
 
     # -- running --------------------------------------------------------------------------
     def run_batch(

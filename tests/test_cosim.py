@@ -151,6 +151,24 @@ def test_cosim_epoch_resume_and_metrics(tmp_path: Path, verilator_cache: Path) -
     assert 0 < s2["memory_utilization"] <= 1
 
 
+def test_spot_checks_compare_weights_and_keep_reloads_out_of_offchip(
+    tmp_path: Path, verilator_cache: Path
+) -> None:
+    # every 4th batch on the RTL: the weights the chip wrote must still be compared (the
+    # golden model moves on before any later check could), and re-loading the golden weights
+    # into the chip is the harness's traffic, not the chip's
+    s = run_cosim(small(), tmp_path / "spot", rtl_every=4, fast_build=True)
+    rtl = s["rtl"]
+    assert s["mismatches"] == 0 and rtl["golden_only_batches"] >= 2 * rtl["rtl_batches"]
+    assert rtl["weight_checks"] >= rtl["rtl_batches"]
+    p = chip_for(small())
+    reload_bits = sum(lay.fan_in * lay.fan_out for lay in p.layers) * p.weight_bits
+    assert rtl["verify_bits"] >= (rtl["rtl_batches"] - 1) * reload_bits
+    # what is left is one weight load and plan, then each RTL batch's inputs, labels, outputs
+    per_sample = (s["offchip_bits"] - 2 * reload_bits) / rtl["rtl_samples"]
+    assert per_sample <= p.widths[0] * p.activation_bits + 8 + p.classes * p.error_bits + 64
+
+
 def test_divergence_stops_with_a_readable_diff(verilator_cache: Path) -> None:
     dp = small("learning.rule=bp")
     p = chip_for(dp)
