@@ -17,7 +17,9 @@ from insitu.sweep_store import Store
 
 
 def _rows(folder: Path):
-    return [r for r in Store(folder).rows(status="ok")] if (folder / "results.sqlite").exists() else []
+    return (
+        [r for r in Store(folder).rows(status="ok")] if (folder / "results.sqlite").exists() else []
+    )
 
 
 def _pct(x: float | None) -> str:
@@ -35,12 +37,17 @@ def accuracy_table(folder: Path, axis: str, label: str) -> None:
         acc[key][r.overrides["learning.rule"]].append(r.summary["test_accuracy"])
         epochs.add(r.design["learning"]["epochs"])
     seeds = {len(v) for d in acc.values() for v in d.values()}
-    print(f"\n### {folder.name}: test accuracy (%), epochs {sorted(epochs)}, seeds per point {sorted(seeds)}\n")
+    print(
+        f"\n### {folder.name}: test accuracy (%), epochs {sorted(epochs)}, "
+        f"seeds per point {sorted(seeds)}\n"
+    )
     print(f"| {label} | BP | DFA | BP - DFA (pp) |")
     print("|---|---|---|---|")
 
     def order(k):
-        return tuple(float("inf") if v is None else (v if not isinstance(v, list) else sum(v)) for v in k)
+        return tuple(
+            float("inf") if v is None else (v if not isinstance(v, list) else sum(v)) for v in k
+        )
 
     for key in sorted(acc, key=order):
         bp = mean(acc[key]["bp"]) if acc[key]["bp"] else None
@@ -61,8 +68,10 @@ def cosim_tables(folder: Path, axis: str) -> None:
         by[(n, r.overrides["learning.rule"])] = r
     keys = sorted({k[0] for k in by}, key=str)
     print(f"\n### {folder.name}: latency per training sample (ns, from the RTL's cycle counters)\n")
-    print("| N | BP fwd | BP bwd | BP upd | BP total | DFA fwd | DFA bwd | DFA upd | DFA total "
-          "| BP/DFA total | BP/DFA bwd+upd |")
+    print(
+        "| N | BP fwd | BP bwd | BP upd | BP total | DFA fwd | DFA bwd | DFA upd | DFA total "
+        "| BP/DFA total | BP/DFA bwd+upd |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for n in keys:
         b, d = by.get((n, "bp")), by.get((n, "dfa"))
@@ -80,9 +89,13 @@ def cosim_tables(folder: Path, axis: str) -> None:
         else:
             cells += ["-", "-"]
         print(f"| {n} | " + " | ".join(cells) + " |")
-    print(f"\n### {folder.name}: energy per sample (nJ), area (mm^2) and its split, test accuracy\n")
-    print("| N | rule | energy/sample nJ | on-chip nJ | area mm^2 | ADC % | WGU % | accumulation % "
-          "| buffers % | other % | test acc % |")
+    print(
+        f"\n### {folder.name}: energy per sample (nJ), area (mm^2) and its split, test accuracy\n"
+    )
+    print(
+        "| N | rule | energy/sample nJ | on-chip nJ | area mm^2 | ADC % | WGU % | accumulation % "
+        "| buffers % | other % | test acc % |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for n in keys:
         for rule in ("bp", "dfa"):
@@ -121,7 +134,8 @@ def area_table(folder: Path) -> None:
         print(
             f"| {r.overrides['learning.rule'].upper()} | {r.overrides['chip.wgu']} "
             f"| {1e9 * lat['backward']:.0f} | {1e9 * lat['update']:.0f} | {1e9 * lat['total']:.0f} "
-            f"| {a['total']:.4f} | {c['adcs']:.4f} | {c['wgu']:.4f} | {100 * c['wgu'] / a['total']:.1f} |"
+            f"| {a['total']:.4f} | {c['adcs']:.4f} | {c['wgu']:.4f} "
+            f"| {100 * c['wgu'] / a['total']:.1f} |"
         )
 
 
@@ -142,8 +156,11 @@ def main() -> None:
     accuracy_table(base / "variation_c2c", "array.c2c_sigma", "c2c sigma")
     accuracy_table(base / "variation_d2d", "array.d2d_sigma", "d2d sigma")
     accuracy_table(base / "subarray", "array.rows", "rows = cols")
-    accuracy_table(base / "precision", "precision.error_bits+precision.gradient_bits",
-                   "error bits, gradient bits")
+    accuracy_table(
+        base / "precision",
+        "precision.error_bits+precision.gradient_bits",
+        "error bits, gradient bits",
+    )
     accuracy_table(base / "width", "network.layers", "layers")
     walls(base)
 
