@@ -18,7 +18,7 @@ import numpy as np
 
 from ..algo.plan import IntegerPlan
 from ..hdl import host
-from ..hdl.memory_map import payload_bits
+from ..hdl.memory_map import payload_table
 from ..hdl.params import ChipParams
 from .verilator_model import OP_READ, OP_WAIT, OP_WRITE, VerilatorModel, build
 
@@ -141,8 +141,7 @@ class ChipSession:
         # data bits spent on checking rather than training (read-back of weights, deltas,
         # counters), in the units of the chip's dram_bits counter
         self.verify_bits = 0
-        widths = {int(k): v for k, v in payload_bits(p).items()}
-        self._payload = np.array([widths.get(r, 0) for r in range(16)], dtype=np.int64)
+        self._payload = np.array(payload_table(p), dtype=np.int64)
 
     def payload(self, program: np.ndarray) -> int:
         """Data bits of a program's host words, as the chip's ``dram_bits`` counts them."""

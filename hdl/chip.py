@@ -22,7 +22,7 @@ from .arith import clamp_unsigned, encode_cells, rshift_round, saturate, tree_su
 from .blackbox import Blackbox
 from .feedback import FeedbackEngine
 from .htree import HTree
-from .memory_map import COUNTERS, Region, field_bits, payload_bits
+from .memory_map import COUNTERS, Region, field_bits, payload_table
 from .params import ChipParams, bits_for
 from .subarray import Subarray
 from .wgu import WeightGradientUnit
@@ -775,8 +775,7 @@ class Chip(wiring.Component):
             inc["htree_bits"].append(
                 Mux(fsm.ongoing("BACKWARD"), htree_links(0, p.tiles, p.tiles) * p.classes * E, 0)
             )
-        widths = {int(k): v for k, v in payload_bits(p).items()}
-        payload = Array(Const(widths.get(r, 0), 6) for r in range(16))
+        payload = Array(Const(w, 6) for w in payload_table(p))
         inc["dram_bits"].append(Mux(host_take, payload[region], 0))
         for name, sig in counters.items():
             terms = inc[name]

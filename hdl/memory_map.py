@@ -77,6 +77,12 @@ def payload_bits(p: ChipParams) -> dict[Region, int]:
     }
 
 
+def payload_table(p: ChipParams) -> list[int]:
+    """:func:`payload_bits` indexed by the address's 4-bit region field (0 where unmapped)."""
+    widths = payload_bits(p)
+    return [widths.get(Region(r), 0) if r < len(Region) else 0 for r in range(16)]
+
+
 def field_bits(n: int) -> int:
     """Bits of an index over ``n`` items (at least 1, like the RTL's counters)."""
     return max(1, (n - 1).bit_length())

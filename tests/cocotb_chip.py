@@ -59,7 +59,7 @@ from insitu.algo import golden
 from insitu.algo.plan import AdcTable, IntegerPlan
 from insitu.hdl import host
 from insitu.hdl.chip import CHIP_ID
-from insitu.hdl.memory_map import COUNTERS, CTRL, Region, address, payload_bits
+from insitu.hdl.memory_map import COUNTERS, CTRL, Region, address, payload_table
 from insitu.hdl.params import ChipParams, LayerHW
 
 CONFIG_ENV = "CHIP_TB_CONFIG"
@@ -392,8 +392,7 @@ class ChipBench:
         self.port = HostPort(
             dut, self.rng, cfg.gap, cfg.stall, cfg.max_cycles, read_policy=cfg.read_policy
         )
-        widths = {int(k): v for k, v in payload_bits(self.p).items()}
-        self.port.widths = [widths.get(r, 0) for r in range(16)]
+        self.port.widths = payload_table(self.p)
         self.log = dut._log
         self.samples_trained = 0
         self.samples_inferred = 0
