@@ -1,9 +1,17 @@
 """Vectorized compute-in-memory matrix products in torch, exact to the numerics contract.
 
 All bit planes, weight slices, array polarities and subarrays of a layer go through one batched
-matrix product; partial sums are small integers, so float32 BLAS computes them exactly, and the
-ADC is a gather from a lookup table indexed by the partial sum. ``CIMLinear`` wraps the same
-arithmetic as a ``torch.nn.Module`` (straight-through gradients) for users' own models.
+matrix product; partial sums are small integers, so they are exact in it. Two paths give the
+same integers (tested):
+
+- native (the default where :mod:`.native` could build its kernels): cells and bit planes are
+  int8, the partial sums an int8 x int8 -> int32 product (``torch._int_mm``, VNNI on x86), and
+  one fused kernel applies the ADC table to every partial sum and shifts and adds them;
+- torch: float32 cells and planes, float32 BLAS, the ADC evaluated arithmetically (uniform) or
+  as a gather (any table), then the shift-add.
+
+``CIMLinear`` wraps the same arithmetic as a ``torch.nn.Module`` (straight-through gradients)
+for users' own models.
 """
 
 from __future__ import annotations
@@ -14,18 +22,32 @@ import math
 import torch
 from torch import Tensor, nn
 
+from . import native
 from .plan import AdcTable, IntegerPlan, uniform_adc, uniform_parameters
 
 _F32_EXACT = 2**24
+_I32_MAX = 2**31 - 1
+# int8 cells hold at most 7-bit cells (torch._int_mm takes signed int8 operands)
+_INT8_CELL_BITS = 7
 
 
 def slice_weights(w: Tensor, plan: IntegerPlan) -> Tensor:
-    """Cells of a weight matrix (K, N) as float32 (n_sub, rows, N * arrays * slices).
+    """Cells of a weight matrix (K, N) as (n_sub, rows, N * arrays * slices).
 
-    The last axis is ordered (column, array polarity, slice), slice 0 holding the LSBs. Each
-    weight's cells come from a table over every weight value (a gather, far cheaper per step
-    than shifting and masking every weight).
+    The last axis is ordered (column, array polarity, slice), slice 0 holding the LSBs. int8
+    from the native kernel where it is available and cells fit; otherwise float32, each
+    weight's cells from a table over every weight value (a gather, far cheaper per step than
+    shifting and masking every weight in torch).
     """
+    lib = native.library()
+    if lib is not None and plan.cell_bits <= _INT8_CELL_BITS:
+        return lib.slice_cells(
+            w.to(torch.int64),
+            plan.weight_bits,
+            plan.cell_bits,
+            plan.encoding == "differential",
+            plan.rows,
+        )
     table = _cell_table(plan.weight_bits, plan.cell_bits, plan.encoding)
     w_max = 2 ** (plan.weight_bits - 1) - 1
     k = w.shape[0]
@@ -58,6 +80,19 @@ def slice_coefficients(plan: IntegerPlan) -> Tensor:
     )
 
 
+@functools.lru_cache(maxsize=16)
+def _coefficients(cell_bits: int, slices: int, differential: bool) -> Tensor:
+    signs = [1, -1] if differential else [1]
+    return torch.tensor(
+        [sg * 2 ** (cell_bits * s) for sg in signs for s in range(slices)], dtype=torch.int64
+    )
+
+
+def _cell_coefficients(plan: IntegerPlan) -> Tensor:
+    """``slice_coefficients`` as int64 (for the native kernel)."""
+    return _coefficients(plan.cell_bits, plan.num_slices, plan.encoding == "differential")
+
+
 def bit_planes(a: Tensor, bits: int, rows: int) -> Tensor:
     """Inputs (B, K) as bit planes in subarray blocks: float32 (n_sub, bits * B, rows)."""
     b, k = a.shape
@@ -69,8 +104,23 @@ def bit_planes(a: Tensor, bits: int, rows: int) -> Tensor:
 
 
 def partial_sums(a: Tensor, cells: Tensor, plan: IntegerPlan) -> Tensor:
-    """Every column partial sum S: float32 (n_sub, bits * B, N * arrays * slices)."""
-    return torch.bmm(bit_planes(a, plan.activation_bits, plan.rows), cells)
+    """Every column partial sum S: (n_sub, bits * B, N * arrays * slices).
+
+    int32 for int8 cells (the native path), float32 for float32 cells.
+    """
+    bits, rows = plan.activation_bits, plan.rows
+    if cells.dtype != torch.int8:
+        return torch.bmm(bit_planes(a, bits, rows), cells)
+    lib = native.library()
+    planes = (
+        lib.bit_planes(a.to(torch.int64), bits, rows)
+        if lib is not None
+        else bit_planes(a, bits, rows).to(torch.int8).contiguous()
+    )
+    out = torch.empty(planes.shape[0], planes.shape[1], cells.shape[2], dtype=torch.int32)
+    for s in range(planes.shape[0]):
+        torch._int_mm(planes[s], cells[s], out=out[s])
+    return out
 
 
 class Converter:
@@ -85,6 +135,8 @@ class Converter:
         self.table = table
         self.max_sum = max_sum
         self.lut = torch.from_numpy(table.lookup(max_sum)).to(torch.float32)
+        self.lut_i32 = self.lut.to(torch.int32)
+        self.native_uniform = _native_uniform(table, self.lut_i32)
         n = len(table.levels)
         self.identity_top: float | None = None
         self.uniform = uniform_parameters(table)
@@ -106,6 +158,30 @@ class Converter:
             code = torch.floor_(x.mul_(2 * lm1).add_(m).div_(2 * m)).clamp_(max=lm1)
             return torch.floor_(code.mul_(2 * m).add_(lm1).div_(2 * lm1)).to(s.dtype)
         return self.lut[s.to(torch.int64)]
+
+
+def _native_uniform(table: AdcTable, lut: Tensor) -> Tensor | None:
+    """The float32 parameters of the native kernel's arithmetic ADC for a uniform (or
+    identity) table, when they reproduce the table on every partial sum; else None.
+
+    ``code = floor((2(L-1)S + M) / 2M)`` is ``floor(S (L-1)/M + 1/2)``: exact quotients lie at
+    least ``1/2M`` from the next integer, so a bias of ``1/4M`` above one half absorbs float32
+    rounding without moving any floor (and the native check proves it over the whole table).
+    """
+    lib = native.library()
+    if lib is None:
+        return None
+    n = len(table.levels)
+    uniform = uniform_parameters(table)
+    if uniform is not None:
+        m, lm1 = uniform[1], n - 1
+        q = [lm1 / m, 0.5 + 0.25 / m, lm1, m / lm1, 0.5 + 0.25 / lm1]
+    elif table.levels == tuple(range(n)) and table.thresholds == tuple(range(1, n)):
+        q = [1.0, 0.25, n - 1, 1.0, 0.25]
+    else:
+        return None
+    params = torch.tensor(q, dtype=torch.float32)
+    return params if lib.uniform_matches(params, lut) else None
 
 
 def accumulate(converted: Tensor, batch: int, n_out: int, plan: IntegerPlan, top: int) -> Tensor:
@@ -143,11 +219,24 @@ def cim_matmul(
     ps = partial_sums(a, cells, plan)
     max_sum = adc.max_sum
     if read_noise > 0:
+        ps = ps.to(torch.float32)
         sigma = read_noise * torch.sqrt(ps * (2**plan.cell_bits - 1))
         noise = torch.randn(ps.shape, generator=generator, dtype=torch.float32)
         ps = torch.floor(ps + sigma * noise).clamp_(0, max_sum)
-    converted = adc(ps)
-    y = accumulate(converted, a.shape[0], n_out, plan, max(adc.table.levels))
+    top = max(adc.table.levels)
+    lib = native.library()
+    if lib is not None:
+        planes = (2**plan.activation_bits - 1) * top
+        y = lib.adc_accumulate(
+            ps.to(torch.int32),
+            plan.activation_bits,
+            adc.lut_i32,
+            _cell_coefficients(plan),
+            uniform=adc.native_uniform if planes <= _I32_MAX else None,
+            wide=planes * ps.shape[0] > _I32_MAX,
+        )
+    else:
+        y = accumulate(adc(ps.to(torch.float32)), a.shape[0], n_out, plan, top)
     if plan.encoding == "offset-binary":
         y = y - (2 ** (plan.weight_bits - 1)) * a.to(torch.int64).sum(1, keepdim=True)
     return y

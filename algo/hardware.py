@@ -16,6 +16,7 @@ from torch import Tensor
 
 from insitu.config import DesignPoint
 
+from . import native
 from .cim import (
     Converter,
     cim_matmul,
@@ -41,8 +42,12 @@ def _sat(v: Tensor, bits: int) -> Tensor:
 
 
 def _imatmul(a: Tensor, b: Tensor) -> Tensor:
-    """Exact integer product via float64 BLAS (operands of the contract stay far below 2**53)."""
-    return (a.to(torch.float64) @ b.to(torch.float64)).round().to(torch.int64)
+    """Exact integer product via float BLAS: float32 when every partial sum is below 2**24
+    (half the time of float64 here), else float64 (operands of the contract stay far below
+    2**53)."""
+    bound = a.shape[1] * int(a.abs().max()) * int(b.abs().max()) if a.numel() and b.numel() else 0
+    dt = torch.float32 if bound < 2**24 else torch.float64
+    return (a.to(dt) @ b.to(dt)).round().to(torch.int64)
 
 
 def _dither(layer: int, step: int, shape: tuple[int, int], seed: int) -> Tensor:
@@ -105,7 +110,12 @@ class HardwareMLP:
         read = [d.read() for d in self.devices] if self.devices else self.weights
         self.read_weights = read
         self.cells = [slice_weights(w, self.plan) for w in read]
-        self.adcs = [Converter(lp.adc, self.plan.max_partial_sum) for lp in self.plan.layers]
+        key = (self.plan.max_partial_sum, tuple(lp.adc for lp in self.plan.layers))
+        if key != getattr(self, "_adc_key", None):
+            # the converters depend only on the ADC tables (calibration changes them, steps
+            # and learning-rate shifts do not)
+            self._adc_key = key
+            self.adcs = [Converter(lp.adc, self.plan.max_partial_sum) for lp in self.plan.layers]
 
     def calibrate_adc(self, a0: Tensor) -> list[int]:
         """Set each layer's ADC range to the configured percentile of its partial sums."""
@@ -191,12 +201,30 @@ class HardwareMLP:
                 hidden[i] > 0
             )
         inputs = [a0, *hidden]
+        lib = native.library()
         for i in range(n):
             g = _imatmul(inputs[i].t(), deltas[i])
             s = plan.layers[i].grad_shift
+            dither = plan.rounding != "nearest"
+            if lib is not None:
+                dw = lib.update(
+                    self.weights[i],
+                    g,
+                    shift=s,
+                    dither=dither,
+                    layer=i,
+                    step=self.step,
+                    seed=plan.hash_seed,
+                    gradient_bits=plan.gradient_bits,
+                    weight_bits=plan.weight_bits,
+                    want_dw=self.devices is not None,
+                )
+                if self.devices and dw is not None:
+                    self.devices[i].update(dw.neg())
+                continue
             if s <= 0:
                 r = g << (-s)
-            elif plan.rounding == "nearest":
+            elif not dither:
                 r = _rshift_round(g, s)
             else:
                 words = _dither(i, self.step, (g.shape[0], g.shape[1]), plan.hash_seed)

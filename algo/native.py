@@ -1,0 +1,259 @@
+"""The native kernels of hardware-aware training: ``native.c`` built on demand, cached, loaded.
+
+Hardware-aware training spends its time on work torch cannot fuse: every column partial sum of
+every bit plane, weight slice and subarray goes through the ADC and is shifted and added into
+the output. ``native.c`` does that in one pass (plus the bit planes, the cell slicing and the
+stochastic-rounding dither), and ``torch._int_mm`` does the partial sums on int8 operands. Both
+are exact integer arithmetic, so results are identical to the torch path in ``cim.py``
+(tested on random inputs).
+
+The library is compiled once per machine with the system C compiler (``$CC``, else ``cc``)
+into ``$INSITU_CACHE/native`` (default ``~/.cache/insitu/native``), keyed by the source, the
+flags and the CPU's feature flags, built in a temporary file and renamed into place. Where no
+compiler is found or the build fails, or with ``INSITU_NATIVE=0``, :func:`library` returns
+``None``, the torch path runs instead, and :func:`status` says why (``insitu train`` prints it).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+SOURCE = Path(__file__).with_name("native.c")
+# -fno-math-errno and -fno-trapping-math let the float ADC loop vectorize; neither changes a
+# finite result (no fast-math: every operation stays IEEE-rounded).
+FLAGS = (
+    "-O3",
+    "-march=native",
+    "-fno-math-errno",
+    "-fno-trapping-math",
+    "-shared",
+    "-fPIC",
+    "-std=c11",
+)
+LIBRARY = "libinsitu_native.so"
+# Below this many partial sums per call one thread is faster than handing work to a pool.
+PARALLEL_MIN = 1 << 18
+
+_lock = threading.Lock()
+_reason = ""
+
+_P = ctypes.c_void_p
+_I = ctypes.c_int64
+
+
+def cache_dir() -> Path:
+    """``$INSITU_CACHE/native`` or ``~/.cache/insitu/native``."""
+    root = os.environ.get("INSITU_CACHE") or Path.home() / ".cache" / "insitu"
+    return Path(root) / "native"
+
+
+def _cpu_flags() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return line
+    except OSError:
+        pass
+    return ""
+
+
+def _build(cc: str) -> Path:
+    source = SOURCE.read_text(encoding="utf-8")
+    key = hashlib.sha256("\n".join([source, cc, *FLAGS, _cpu_flags()]).encode()).hexdigest()[:20]
+    folder = cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{key}-{LIBRARY}"
+    with open(folder / f".{key}.lock", "w") as lock:
+        # other processes (pytest-xdist workers, sweep workers) wait for one build
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if target.is_file():
+            return target
+        fd, tmp = tempfile.mkstemp(prefix=f".{key}-", suffix=".so", dir=folder)
+        os.close(fd)
+        try:
+            proc = subprocess.run(
+                [cc, *FLAGS, "-o", tmp, str(SOURCE)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            if proc.returncode != 0:
+                tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-10:])
+                raise OSError(f"{cc} failed ({proc.returncode}): {tail}")
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return target
+
+
+class Native:
+    """Typed wrappers of the kernels; tensors must be contiguous and of the stated dtypes."""
+
+    def __init__(self, path: Path) -> None:
+        lib = ctypes.CDLL(str(path), mode=os.RTLD_LOCAL)
+        lib.insitu_bit_planes.argtypes = [_P, _I, _I, _I, _I, _I, _P]
+        lib.insitu_bit_planes.restype = None
+        lib.insitu_slice_cells.argtypes = [_P, _I, _I, _I, _I, _I, _I, _P]
+        lib.insitu_slice_cells.restype = None
+        for fn in (lib.insitu_adc_accumulate32, lib.insitu_adc_accumulate64):
+            fn.argtypes = [_P, _I, _I, _I, _I, _I, _P, _I, _P, _I, _I, _P]
+            fn.restype = ctypes.c_int64
+        lib.insitu_uniform_check.argtypes = [_P, _P, _I]
+        lib.insitu_uniform_check.restype = ctypes.c_int64
+        lib.insitu_uniform_accumulate.argtypes = [_P, _I, _I, _I, _I, _I, _P, _I, _P, _I, _I, _P]
+        lib.insitu_uniform_accumulate.restype = ctypes.c_int64
+        lib.insitu_update.argtypes = [_P, _P, _I, _I, _I, _I, _I, _I, _I, _I, _P]
+        lib.insitu_update.restype = None
+        self._lib = lib
+        self.path = path
+
+    def bit_planes(self, a: Tensor, bits: int, rows: int) -> Tensor:
+        """int64 (B, K) -> int8 (n_sub, bits * B, rows), as ``cim.bit_planes``."""
+        a = a.contiguous()
+        b, k = a.shape
+        n_sub = -(-k // rows)
+        out = torch.empty(n_sub, bits * b, rows, dtype=torch.int8)
+        self._lib.insitu_bit_planes(a.data_ptr(), b, k, bits, rows, n_sub, out.data_ptr())
+        return out
+
+    def slice_cells(
+        self, w: Tensor, weight_bits: int, cell_bits: int, differential: bool, rows: int
+    ) -> Tensor:
+        """int64 (K, N) -> int8 (n_sub, rows, N * arrays * slices), as ``cim.slice_weights``."""
+        w = w.contiguous()
+        k, n = w.shape
+        n_sub = -(-k // rows)
+        cpo = (2 if differential else 1) * (weight_bits // cell_bits)
+        out = torch.empty(n_sub, rows, n * cpo, dtype=torch.int8)
+        self._lib.insitu_slice_cells(
+            w.data_ptr(), k, n, weight_bits, cell_bits, int(differential), n_sub * rows,
+            out.data_ptr(),
+        )  # fmt: skip
+        return out
+
+    def uniform_matches(self, q: Tensor, lut: Tensor) -> bool:
+        """Whether the arithmetic ADC ``q`` (float32: a, b, top code, c, d) gives ``lut``
+        (int32) on every partial sum 0..len(lut)-1."""
+        return self._lib.insitu_uniform_check(q.data_ptr(), lut.data_ptr(), lut.numel()) == 0
+
+    def adc_accumulate(
+        self,
+        ps: Tensor,
+        planes: int,
+        lut: Tensor,
+        coef: Tensor,
+        *,
+        uniform: Tensor | None = None,
+        wide: bool = True,
+    ) -> Tensor:
+        """int32 partial sums (n_sub, planes * B, N * cpo) -> int64 (B, N) through the ADC
+        table ``lut`` (int32) and the per-cell coefficients ``coef`` (int64, cpo).
+
+        ``uniform``: the arithmetic form of ``lut`` (checked with :meth:`uniform_matches`);
+        its kernel sums a subarray's planes in int32, so the caller passes it only when
+        ``(2**planes - 1) * max(lut)`` fits. ``wide``: the table kernel accumulates in int64
+        (int32 when the caller knows every sum fits).
+        """
+        ps = ps.contiguous()
+        n_sub, pb, width = ps.shape
+        batch = pb // planes
+        cpo = coef.numel()
+        y = torch.empty(batch, width // cpo, dtype=torch.int64)
+        if uniform is not None:
+            fn = self._lib.insitu_uniform_accumulate
+            table = uniform.data_ptr()
+        else:
+            fn = self._lib.insitu_adc_accumulate64 if wide else self._lib.insitu_adc_accumulate32
+            table = lut.data_ptr()
+        args = (ps.data_ptr(), n_sub, planes, batch, width, cpo, table, lut.numel())
+
+        def run(b0: int, b1: int) -> None:
+            if fn(*args, coef.data_ptr(), b0, b1, y.data_ptr()) != 0:
+                raise MemoryError("insitu_adc_accumulate: out of memory")
+
+        threads = min(torch.get_num_threads(), batch)
+        if threads < 2 or ps.numel() < PARALLEL_MIN:
+            run(0, batch)
+        else:
+            # ctypes releases the GIL for the call, so the chunks run in parallel
+            cuts = [batch * t // threads for t in range(threads + 1)]
+            list(_pool(threads).map(run, cuts[:-1], cuts[1:]))
+        return y
+
+    def update(
+        self,
+        w: Tensor,
+        g: Tensor,
+        *,
+        shift: int,
+        dither: bool,
+        layer: int,
+        step: int,
+        seed: int,
+        gradient_bits: int,
+        weight_bits: int,
+        want_dw: bool = False,
+    ) -> Tensor | None:
+        """``w -= sat(round(g / 2**shift))``, saturated, in place (int64, contiguous), as
+        ``HardwareMLP.train_step``; returns the applied dw when ``want_dw``."""
+        if not (w.is_contiguous() and w.dtype == torch.int64 and w.shape == g.shape):
+            raise ValueError("update: w must be a contiguous int64 tensor of g's shape")
+        g = g.to(torch.int64).contiguous()
+        dw = torch.empty_like(g) if want_dw else None
+        self._lib.insitu_update(
+            w.data_ptr(), g.data_ptr(), g.numel(), shift, int(dither), layer, step, seed,
+            2 ** (gradient_bits - 1) - 1, 2 ** (weight_bits - 1) - 1,
+            dw.data_ptr() if dw is not None else None,
+        )  # fmt: skip
+        return dw
+
+
+@functools.lru_cache(maxsize=4)
+def _pool(threads: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(threads, thread_name_prefix="insitu-native")
+
+
+@functools.lru_cache(maxsize=1)
+def _load() -> Native | None:
+    global _reason
+    if os.environ.get("INSITU_NATIVE", "1") == "0":
+        _reason = "INSITU_NATIVE=0"
+        return None
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        _reason = "no C compiler found (set $CC or install gcc)"
+        return None
+    try:
+        return Native(_build(cc))
+    except (OSError, subprocess.SubprocessError) as exc:
+        _reason = f"building {SOURCE.name} failed: {exc}"
+        return None
+
+
+def library() -> Native | None:
+    """The loaded kernels, or None (then :func:`status` says why)."""
+    with _lock:
+        return _load()
+
+
+def status() -> str:
+    """One line: which path hardware-aware training takes, and why."""
+    lib = library()
+    if lib is not None:
+        return f"native kernels: {lib.path}"
+    return f"native kernels unavailable ({_reason}); hardware-aware training uses torch only"
