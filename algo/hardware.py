@@ -41,12 +41,11 @@ def _sat(v: Tensor, bits: int) -> Tensor:
     return v.clamp(-m, m)
 
 
-def _imatmul(a: Tensor, b: Tensor) -> Tensor:
-    """Exact integer product via float BLAS: float32 when every partial sum is below 2**24
-    (half the time of float64 here), else float64 (operands of the contract stay far below
-    2**53)."""
-    bound = a.shape[1] * int(a.abs().max()) * int(b.abs().max()) if a.numel() and b.numel() else 0
-    dt = torch.float32 if bound < 2**24 else torch.float64
+def _imatmul(a: Tensor, b: Tensor, bound: int) -> Tensor:
+    """Exact integer product via float BLAS, ``bound`` bounding ``|a_ik * b_kj|``: float32
+    when every partial sum stays below 2**24 (half the time of float64 here), else float64
+    (operands of the contract stay far below 2**53)."""
+    dt = torch.float32 if a.shape[1] * bound < 2**24 else torch.float64
     return (a.to(dt) @ b.to(dt)).round().to(torch.int64)
 
 
@@ -190,20 +189,22 @@ class HardwareMLP:
         if plan.error == "margin":
             e = torch.where(target > 0, e.clamp(max=0), e.clamp(min=0))
         n = len(self.weights)
+        e_max = 2 ** (plan.error_bits - 1) - 1
         deltas: list[Tensor] = [e] * n
         for i in range(n - 2, -1, -1):
             if plan.rule == "bp":
-                u = _imatmul(deltas[i + 1], self.read_weights[i + 1].t())
+                u = _imatmul(deltas[i + 1], self.read_weights[i + 1].t(), e_max * plan.w_max)
             else:
                 src = e if plan.rule == "dfa" else deltas[i + 1]
-                u = _imatmul(src, self.feedback[i])
+                u = _imatmul(src, self.feedback[i], e_max)
             deltas[i] = _sat(_rshift_round(u, plan.layers[i].delta_shift), plan.error_bits) * (
                 hidden[i] > 0
             )
         inputs = [a0, *hidden]
         lib = native.library()
+        fused = lib is not None and not self.devices and self.cells[0].dtype == torch.int8
         for i in range(n):
-            g = _imatmul(inputs[i].t(), deltas[i])
+            g = _imatmul(inputs[i].t(), deltas[i], plan.a_max * e_max)
             s = plan.layers[i].grad_shift
             dither = plan.rounding != "nearest"
             if lib is not None:
@@ -218,6 +219,9 @@ class HardwareMLP:
                     gradient_bits=plan.gradient_bits,
                     weight_bits=plan.weight_bits,
                     want_dw=self.devices is not None,
+                    cells=self.cells[i] if fused else None,
+                    cell_bits=plan.cell_bits,
+                    differential=plan.encoding == "differential",
                 )
                 if self.devices and dw is not None:
                     self.devices[i].update(dw.neg())
@@ -234,7 +238,8 @@ class HardwareMLP:
                 self.devices[i].update(dw.neg())
             self.weights[i] = _sat(self.weights[i] - dw, plan.weight_bits)
         self.step += 1
-        self._refresh()
+        if not fused:  # the update kernel rewrote the cells of the weights it updated in place
+            self._refresh()
         mse = float((e.to(torch.float64) / plan.target).pow(2).sum(1).mean())
         return o, mse
 

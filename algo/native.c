@@ -201,10 +201,13 @@ static inline int64_t saturate(int64_t v, int64_t limit) {
 
 /* One layer's weight update: dw = sat(round(g / 2**shift), grad_limit) with rounding 0
  * (nearest, half up), 1 (the hash dither) or any rounding when shift <= 0 (g << -shift);
- * w = sat(w - dw, weight_limit) in place. dw is written when dw_out is not NULL. */
+ * w = sat(w - dw, weight_limit) in place. dw is written when dw_out is not NULL; the new
+ * weights' cells (as insitu_slice_cells, weight_bits = log2(weight_limit + 1) + 1) when cells
+ * is not NULL. */
 void insitu_update(int64_t *w, const int64_t *g, int64_t count, int64_t shift, int64_t dither,
                    int64_t layer, int64_t step, int64_t seed, int64_t grad_limit,
-                   int64_t weight_limit, int64_t *dw_out) {
+                   int64_t weight_limit, int64_t *dw_out, int64_t cell_bits,
+                   int64_t differential, int8_t *cells) {
   const uint32_t base = (uint32_t)((uint64_t)step * 0x165667B1u) +
                         (uint32_t)((uint64_t)layer * 0x61C88647u) + (uint32_t)(uint64_t)seed;
   const int64_t half = shift > 0 ? (1LL << (shift - 1)) : 0;
@@ -222,5 +225,11 @@ void insitu_update(int64_t *w, const int64_t *g, int64_t count, int64_t shift, i
     const int64_t dw = saturate(r, grad_limit);
     if (dw_out != NULL) dw_out[i] = dw;
     w[i] = saturate(w[i] - dw, weight_limit);
+  }
+  if (cells != NULL) {
+    int64_t weight_bits = 1;
+    while ((1LL << (weight_bits - 1)) - 1 < weight_limit) ++weight_bits;
+    /* the padding rows of cells are already zero and stay so */
+    insitu_slice_cells(w, count, 1, weight_bits, cell_bits, differential, count, cells);
   }
 }
