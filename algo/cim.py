@@ -216,27 +216,39 @@ def cim_matmul(
     ``read_noise * sqrt(S * (2**cell_bits - 1))`` (cell conductances with relative noise) and the
     ADC sees the noisy analog value.
     """
-    ps = partial_sums(a, cells, plan)
-    max_sum = adc.max_sum
-    if read_noise > 0:
-        ps = ps.to(torch.float32)
-        sigma = read_noise * torch.sqrt(ps * (2**plan.cell_bits - 1))
-        noise = torch.randn(ps.shape, generator=generator, dtype=torch.float32)
-        ps = torch.floor(ps + sigma * noise).clamp_(0, max_sum)
-    top = max(adc.table.levels)
     lib = native.library()
-    if lib is not None:
-        planes = (2**plan.activation_bits - 1) * top
-        y = lib.adc_accumulate(
-            ps.to(torch.int32),
-            plan.activation_bits,
-            adc.lut_i32,
-            _cell_coefficients(plan),
-            uniform=adc.native_uniform if planes <= _I32_MAX else None,
-            wide=planes * ps.shape[0] > _I32_MAX,
-        )
+    top = max(adc.table.levels)
+    narrow = (2**plan.activation_bits - 1) * top <= _I32_MAX
+    uniform = adc.native_uniform
+    bits = plan.activation_bits
+    if lib is not None and read_noise == 0 and cells.dtype == torch.int8:
+        # each subarray's product is converted while it is still in cache
+        planes = lib.bit_planes(a.to(torch.int64), bits, plan.rows)
+        acc = torch.zeros(a.shape[0], cells.shape[2], dtype=torch.int64)
+        ps = torch.empty(planes.shape[1], cells.shape[2], dtype=torch.int32)
+        float_planes = uniform is not None and (2**bits - 1) * top < _F32_EXACT
+        for s in range(planes.shape[0]):
+            torch._int_mm(planes[s], cells[s], out=ps)
+            if float_planes:
+                lib.uniform_subarray(ps, bits, uniform, acc)
+            else:
+                lib.adc_subarray(ps, bits, adc.lut_i32, acc, uniform=uniform, narrow=narrow)
+        y = lib.reduce_cells(acc, _cell_coefficients(plan))
     else:
-        y = accumulate(adc(ps.to(torch.float32)), a.shape[0], n_out, plan, top)
+        ps = partial_sums(a, cells, plan)
+        if read_noise > 0:
+            ps = ps.to(torch.float32)
+            sigma = read_noise * torch.sqrt(ps * (2**plan.cell_bits - 1))
+            noise = torch.randn(ps.shape, generator=generator, dtype=torch.float32)
+            ps = torch.floor(ps + sigma * noise).clamp_(0, adc.max_sum)
+        if lib is not None:
+            ps = ps.to(torch.int32)
+            acc = torch.zeros(a.shape[0], ps.shape[2], dtype=torch.int64)
+            for s in range(ps.shape[0]):
+                lib.adc_subarray(ps[s], bits, adc.lut_i32, acc, uniform=uniform, narrow=narrow)
+            y = lib.reduce_cells(acc, _cell_coefficients(plan))
+        else:
+            y = accumulate(adc(ps.to(torch.float32)), a.shape[0], n_out, plan, top)
     if plan.encoding == "offset-binary":
         y = y - (2 ** (plan.weight_bits - 1)) * a.to(torch.int64).sum(1, keepdim=True)
     return y

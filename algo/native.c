@@ -38,13 +38,13 @@ static inline uint64_t spread(uint64_t x, int64_t slices, int64_t cell_bits, uin
 
 /* A weight's cells packed into one word of T (S slices per array), stored as one aligned T:
  * these loops vectorize. */
-#define SLICE_DIFFERENTIAL(S, T)                                                                \
+#define SLICE_DIFFERENTIAL(S, CB, T)                                                            \
   {                                                                                            \
     T *dst = (T *)out;                                                                         \
     for (int64_t i = 0; i < k * n; ++i) {                                                      \
       const int64_t v = w[i];                                                                  \
-      const uint64_t pos = spread((uint64_t)(v > 0 ? v : 0), (S), cell_bits, mask);            \
-      const uint64_t neg = spread((uint64_t)(v < 0 ? -v : 0), (S), cell_bits, mask);           \
+      const uint64_t pos = spread((uint64_t)(v > 0 ? v : 0), (S), (CB), (1ULL << (CB)) - 1);    \
+      const uint64_t neg = spread((uint64_t)(v < 0 ? -v : 0), (S), (CB), (1ULL << (CB)) - 1);   \
       dst[i] = (T)(pos | (neg << (8 * (S))));                                                  \
     }                                                                                          \
   }
@@ -62,11 +62,15 @@ void insitu_slice_cells(const int64_t *w, int64_t k, int64_t n, int64_t weight_b
   const int64_t cpo = (differential ? 2 : 1) * slices;
   const uint64_t mask = (1ULL << cell_bits) - 1;
   const int64_t offset = 1LL << (weight_bits - 1);
-  if (cpo == 8 && differential) SLICE_DIFFERENTIAL(4, uint64_t)
+  /* constant slice counts and cell widths unroll into straight vector code; the default
+   * (8-bit weights in 2-bit cells) comes first */
+  if (cpo == 8 && differential && cell_bits == 2) SLICE_DIFFERENTIAL(4, 2, uint64_t)
+  else if (cpo == 8 && differential) SLICE_DIFFERENTIAL(4, cell_bits, uint64_t)
   else if (cpo == 8) SLICE_OFFSET(8, uint64_t)
-  else if (cpo == 4 && differential) SLICE_DIFFERENTIAL(2, uint32_t)
+  else if (cpo == 4 && differential && cell_bits == 4) SLICE_DIFFERENTIAL(2, 4, uint32_t)
+  else if (cpo == 4 && differential) SLICE_DIFFERENTIAL(2, cell_bits, uint32_t)
   else if (cpo == 4) SLICE_OFFSET(4, uint32_t)
-  else if (cpo == 2 && differential) SLICE_DIFFERENTIAL(1, uint16_t)
+  else if (cpo == 2 && differential) SLICE_DIFFERENTIAL(1, cell_bits, uint16_t)
   else if (cpo == 2) SLICE_OFFSET(2, uint16_t)
   else {
     for (int64_t i = 0; i < k * n; ++i) {
@@ -88,45 +92,6 @@ void insitu_slice_cells(const int64_t *w, int64_t k, int64_t n, int64_t weight_b
   memset(out + k * n * cpo, 0, (size_t)((padded_rows - k) * n * cpo));
 }
 
-/* The ADC and the shift-add of one layer for samples b0..b1-1:
- * y[b, o] = sum over subarrays s, planes p, cells c of coef[c] * 2**p * lut[ps[s, p*batch+b, o*cpo+c]]
- * with ps int32 (n_sub, planes * batch, width = n_out * cpo). A partial sum outside the table
- * reads its nearest end (noisy sums are clamped before, so this never fires for valid input).
- * ACC is the per-cell accumulator; the caller picks int32 only when it cannot overflow. */
-#define ADC_ACCUMULATE(NAME, ACC)                                                             \
-  int64_t NAME(const int32_t *ps, int64_t n_sub, int64_t planes, int64_t batch, int64_t width,  \
-               int64_t cpo, const int32_t *lut, int64_t lut_len, const int64_t *coef,          \
-               int64_t b0, int64_t b1, int64_t *y) {                                           \
-    ACC *acc = (ACC *)malloc(sizeof(ACC) * (size_t)width);                                      \
-    if (acc == NULL) return -1;                                                                 \
-    const int64_t n_out = width / cpo;                                                          \
-    const int32_t top = (int32_t)(lut_len - 1);                                                 \
-    for (int64_t b = b0; b < b1; ++b) {                                                         \
-      memset(acc, 0, sizeof(ACC) * (size_t)width);                                              \
-      for (int64_t s = 0; s < n_sub; ++s)                                                       \
-        for (int64_t p = 0; p < planes; ++p) {                                                  \
-          const int32_t *row = ps + ((s * planes + p) * batch + b) * width;                     \
-          const ACC weight = (ACC)1 << p;                                                       \
-          for (int64_t j = 0; j < width; ++j) {                                                 \
-            int32_t v = row[j];                                                                 \
-            v = v < 0 ? 0 : (v > top ? top : v);                                                \
-            acc[j] += weight * (ACC)lut[v];                                                     \
-          }                                                                                     \
-        }                                                                                       \
-      int64_t *yb = y + b * n_out;                                                              \
-      for (int64_t o = 0; o < n_out; ++o) {                                                     \
-        int64_t sum = 0;                                                                        \
-        for (int64_t c = 0; c < cpo; ++c) sum += coef[c] * (int64_t)acc[o * cpo + c];          \
-        yb[o] = sum;                                                                            \
-      }                                                                                         \
-    }                                                                                           \
-    free(acc);                                                                                  \
-    return 0;                                                                                   \
-  }
-
-ADC_ACCUMULATE(insitu_adc_accumulate32, int32_t)
-ADC_ACCUMULATE(insitu_adc_accumulate64, int64_t)
-
 /* A uniform ADC evaluated arithmetically in float32, which vectorizes without gathers (slow on
  * CPUs with the gather-data-sampling mitigation): code = min(floor(s * a + b), top_code), level
  * = floor(code * c + d). insitu_uniform_check compares it with the table on every partial sum
@@ -143,45 +108,96 @@ int64_t insitu_uniform_check(const float *q, const int32_t *lut, int64_t lut_len
   return 0;
 }
 
-int64_t insitu_uniform_accumulate(const int32_t *ps, int64_t n_sub, int64_t planes,
-                                  int64_t batch, int64_t width, int64_t cpo, const float *q,
-                                  int64_t lut_len, const int64_t *coef, int64_t b0, int64_t b1,
-                                  int64_t *y) {
-  int64_t *acc = (int64_t *)malloc(sizeof(int64_t) * (size_t)width);
-  int32_t *part = (int32_t *)malloc(sizeof(int32_t) * (size_t)width);
-  if (acc == NULL || part == NULL) {
-    free(acc);
-    free(part);
-    return -1;
+/* The ADC and the plane shift-add of one subarray: for every sample b and cell column j,
+ * acc[b, j] += sum over planes p of 2**p * level(ps[p * batch + b, j]), with ps int32
+ * (planes * batch, width) and acc int64 (batch, width). level is the arithmetic form q when q
+ * is not NULL, else the table lut. A partial sum outside the table reads its nearest end
+ * (noisy sums are clamped before, so this never fires for valid input). PART sums the planes
+ * of one sample; the caller picks int32 only when (2**planes - 1) * max level fits. The
+ * partial sums of one subarray are fresh in cache when this runs right after their product. */
+#define ADC_SUBARRAY(NAME, PART)                                                                \
+  int64_t NAME(const int32_t *ps, int64_t planes, int64_t batch, int64_t width, const float *q, \
+               const int32_t *lut, int64_t lut_len, int64_t *acc) {                             \
+    PART *part = (PART *)malloc(sizeof(PART) * (size_t)width);                                  \
+    if (part == NULL) return -1;                                                                \
+    const int32_t top = (int32_t)(lut_len - 1);                                                 \
+    for (int64_t b = 0; b < batch; ++b) {                                                       \
+      memset(part, 0, sizeof(PART) * (size_t)width);                                            \
+      for (int64_t p = 0; p < planes; ++p) {                                                    \
+        const int32_t *row = ps + (p * batch + b) * width;                                      \
+        const PART weight = (PART)1 << p;                                                       \
+        if (q != NULL) {                                                                        \
+          for (int64_t j = 0; j < width; ++j) {                                                 \
+            int32_t v = row[j];                                                                 \
+            v = v < 0 ? 0 : (v > top ? top : v);                                                \
+            part[j] += weight * (PART)uniform_level(v, q);                                      \
+          }                                                                                     \
+        } else {                                                                                \
+          for (int64_t j = 0; j < width; ++j) {                                                 \
+            int32_t v = row[j];                                                                 \
+            v = v < 0 ? 0 : (v > top ? top : v);                                                \
+            part[j] += weight * (PART)lut[v];                                                   \
+          }                                                                                     \
+        }                                                                                       \
+      }                                                                                         \
+      int64_t *ab = acc + b * width;                                                            \
+      for (int64_t j = 0; j < width; ++j) ab[j] += (int64_t)part[j];                            \
+    }                                                                                           \
+    free(part);                                                                                 \
+    return 0;                                                                                   \
   }
-  const int64_t n_out = width / cpo;
-  const int32_t top = (int32_t)(lut_len - 1);
-  for (int64_t b = b0; b < b1; ++b) {
-    memset(acc, 0, sizeof(int64_t) * (size_t)width);
-    for (int64_t s = 0; s < n_sub; ++s) {
-      /* the planes of one subarray sum in int32: at most 2**planes * lut_len per cell */
-      memset(part, 0, sizeof(int32_t) * (size_t)width);
+
+ADC_SUBARRAY(insitu_adc_subarray32, int32_t)
+ADC_SUBARRAY(insitu_adc_subarray64, int64_t)
+
+/* The uniform ADC of one subarray with the planes summed in float32 registers, 64 columns at
+ * a time (exact: the caller checks (2**planes - 1) * max level < 2**24). Partial sums must lie
+ * in 0..lut_len-1, as the products of bit planes and cells always do (no clamp here). */
+#define CHUNK 64
+int64_t insitu_uniform_subarray(const int32_t *ps, int64_t planes, int64_t batch, int64_t width,
+                                const float *q, int64_t *acc) {
+  const float a = q[0], b0 = q[1], top = q[2], c = q[3], d = q[4];
+  for (int64_t b = 0; b < batch; ++b) {
+    int64_t *ab = acc + b * width;
+    int64_t j0 = 0;
+    for (; j0 + CHUNK <= width; j0 += CHUNK) {
+      float part[CHUNK];
+      for (int64_t j = 0; j < CHUNK; ++j) part[j] = 0.0f;
       for (int64_t p = 0; p < planes; ++p) {
-        const int32_t *row = ps + ((s * planes + p) * batch + b) * width;
-        const int32_t weight = (int32_t)1 << p;
-        for (int64_t j = 0; j < width; ++j) {
-          int32_t v = row[j];
-          v = v < 0 ? 0 : (v > top ? top : v);
-          part[j] += weight * uniform_level(v, q);
+        const int32_t *row = ps + (p * batch + b) * width + j0;
+        const float weight = (float)(1 << p);
+        for (int64_t j = 0; j < CHUNK; ++j) {
+          float code = floorf(fmaf((float)row[j], a, b0));
+          code = code < top ? code : top;
+          part[j] = fmaf(floorf(fmaf(code, c, d)), weight, part[j]);
         }
       }
-      for (int64_t j = 0; j < width; ++j) acc[j] += part[j];
+      for (int64_t j = 0; j < CHUNK; ++j) ab[j0 + j] += (int64_t)part[j];
     }
-    int64_t *yb = y + b * n_out;
-    for (int64_t o = 0; o < n_out; ++o) {
-      int64_t sum = 0;
-      for (int64_t c = 0; c < cpo; ++c) sum += coef[c] * acc[o * cpo + c];
-      yb[o] = sum;
+    for (int64_t j = j0; j < width; ++j) {
+      float sum = 0.0f;
+      for (int64_t p = 0; p < planes; ++p) {
+        const float code0 = floorf(fmaf((float)ps[(p * batch + b) * width + j], a, b0));
+        const float code = code0 < top ? code0 : top;
+        sum = fmaf(floorf(fmaf(code, c, d)), (float)(1 << p), sum);
+      }
+      ab[j] += (int64_t)sum;
     }
   }
-  free(acc);
-  free(part);
   return 0;
+}
+
+/* y[b, o] = sum over cells c of coef[c] * acc[b, o * cpo + c]: the slices' shifts and the
+ * polarities' signs. */
+void insitu_reduce_cells(const int64_t *acc, int64_t batch, int64_t n_out, int64_t cpo,
+                         const int64_t *coef, int64_t *y) {
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t o = 0; o < n_out; ++o) {
+      const int64_t *a = acc + (b * n_out + o) * cpo;
+      int64_t sum = 0;
+      for (int64_t c = 0; c < cpo; ++c) sum += coef[c] * a[c];
+      y[b * n_out + o] = sum;
+    }
 }
 
 /* The contract's hash dither word of element i (hardware.py, _dither). */

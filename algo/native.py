@@ -107,13 +107,15 @@ class Native:
         lib.insitu_bit_planes.restype = None
         lib.insitu_slice_cells.argtypes = [_P, _I, _I, _I, _I, _I, _I, _P]
         lib.insitu_slice_cells.restype = None
-        for fn in (lib.insitu_adc_accumulate32, lib.insitu_adc_accumulate64):
-            fn.argtypes = [_P, _I, _I, _I, _I, _I, _P, _I, _P, _I, _I, _P]
+        for fn in (lib.insitu_adc_subarray32, lib.insitu_adc_subarray64):
+            fn.argtypes = [_P, _I, _I, _I, _P, _P, _I, _P]
             fn.restype = ctypes.c_int64
+        lib.insitu_uniform_subarray.argtypes = [_P, _I, _I, _I, _P, _P]
+        lib.insitu_uniform_subarray.restype = ctypes.c_int64
+        lib.insitu_reduce_cells.argtypes = [_P, _I, _I, _I, _P, _P]
+        lib.insitu_reduce_cells.restype = None
         lib.insitu_uniform_check.argtypes = [_P, _P, _I]
         lib.insitu_uniform_check.restype = ctypes.c_int64
-        lib.insitu_uniform_accumulate.argtypes = [_P, _I, _I, _I, _I, _I, _P, _I, _P, _I, _I, _P]
-        lib.insitu_uniform_accumulate.restype = ctypes.c_int64
         lib.insitu_update.argtypes = [_P, _P, _I, _I, _I, _I, _I, _I, _I, _I, _P, _I, _I, _P]
         lib.insitu_update.restype = None
         self._lib = lib
@@ -148,41 +150,56 @@ class Native:
         (int32) on every partial sum 0..len(lut)-1."""
         return self._lib.insitu_uniform_check(q.data_ptr(), lut.data_ptr(), lut.numel()) == 0
 
-    def adc_accumulate(
+    def adc_subarray(
         self,
         ps: Tensor,
         planes: int,
         lut: Tensor,
-        coef: Tensor,
+        acc: Tensor,
         *,
         uniform: Tensor | None = None,
-        wide: bool = True,
-    ) -> Tensor:
-        """int32 partial sums (n_sub, planes * B, N * cpo) -> int64 (B, N) through the ADC
-        table ``lut`` (int32) and the per-cell coefficients ``coef`` (int64, cpo).
+        narrow: bool = False,
+    ) -> None:
+        """Add one subarray's converted, plane-weighted partial sums into ``acc``.
 
-        ``uniform``: the arithmetic form of ``lut`` (checked with :meth:`uniform_matches`);
-        its kernel sums a subarray's planes in int32, so the caller passes it only when
-        ``(2**planes - 1) * max(lut)`` fits. ``wide``: the table kernel accumulates in int64
-        (int32 when the caller knows every sum fits).
+        ``ps``: int32 (planes * B, width); ``acc``: int64 (B, width); ``lut``: the ADC table
+        (int32); ``uniform``: its arithmetic form (checked with :meth:`uniform_matches`), used
+        instead of the table when given. ``narrow``: a sample's planes may be summed in int32
+        (the caller knows ``(2**planes - 1) * max level`` fits).
         """
-        ps = ps.contiguous()
-        n_sub, pb, width = ps.shape
-        batch = pb // planes
+        if not (ps.is_contiguous() and ps.dtype == torch.int32 and acc.is_contiguous()):
+            raise ValueError("adc_subarray: ps must be contiguous int32, acc contiguous")
+        batch, width = acc.shape
+        if ps.shape != (planes * batch, width) or acc.dtype != torch.int64:
+            raise ValueError(f"adc_subarray: ps {tuple(ps.shape)} does not match acc")
+        fn = self._lib.insitu_adc_subarray32 if narrow else self._lib.insitu_adc_subarray64
+        q = uniform.data_ptr() if uniform is not None else None
+        if fn(ps.data_ptr(), planes, batch, width, q, lut.data_ptr(), lut.numel(),
+              acc.data_ptr()) != 0:  # fmt: skip
+            raise MemoryError("insitu_adc_subarray: out of memory")
+
+    def uniform_subarray(self, ps: Tensor, planes: int, uniform: Tensor, acc: Tensor) -> None:
+        """:meth:`adc_subarray` with the arithmetic ADC and the planes summed in float32:
+        the caller checks that ``(2**planes - 1) * max level < 2**24`` and that every partial
+        sum lies inside the table (products of bit planes and cells always do)."""
+        if not (ps.is_contiguous() and ps.dtype == torch.int32 and acc.is_contiguous()):
+            raise ValueError("uniform_subarray: ps must be contiguous int32, acc contiguous")
+        batch, width = acc.shape
+        if ps.shape != (planes * batch, width) or acc.dtype != torch.int64:
+            raise ValueError(f"uniform_subarray: ps {tuple(ps.shape)} does not match acc")
+        self._lib.insitu_uniform_subarray(
+            ps.data_ptr(), planes, batch, width, uniform.data_ptr(), acc.data_ptr()
+        )
+
+    def reduce_cells(self, acc: Tensor, coef: Tensor) -> Tensor:
+        """int64 (B, N * cpo) -> int64 (B, N): ``sum_c coef[c] * acc[:, n * cpo + c]``."""
+        acc = acc.contiguous()
+        batch, width = acc.shape
         cpo = coef.numel()
         y = torch.empty(batch, width // cpo, dtype=torch.int64)
-        if uniform is not None:
-            fn = self._lib.insitu_uniform_accumulate
-            table = uniform.data_ptr()
-        else:
-            fn = self._lib.insitu_adc_accumulate64 if wide else self._lib.insitu_adc_accumulate32
-            table = lut.data_ptr()
-        args = (ps.data_ptr(), n_sub, planes, batch, width, cpo, table, lut.numel())
-
-        # One thread: the kernel streams the partial sums at memory speed, and a second thread
-        # measured no faster while its hand-off cost 0.1 ms per call.
-        if fn(*args, coef.data_ptr(), 0, batch, y.data_ptr()) != 0:
-            raise MemoryError("insitu_adc_accumulate: out of memory")
+        self._lib.insitu_reduce_cells(
+            acc.data_ptr(), batch, width // cpo, cpo, coef.data_ptr(), y.data_ptr()
+        )
         return y
 
     def update(
