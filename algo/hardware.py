@@ -41,12 +41,17 @@ def _sat(v: Tensor, bits: int) -> Tensor:
     return v.clamp(-m, m)
 
 
-def _imatmul(a: Tensor, b: Tensor, bound: int) -> Tensor:
-    """Exact integer product via float BLAS, ``bound`` bounding ``|a_ik * b_kj|``: float32
-    when every partial sum stays below 2**24 (half the time of float64 here), else float64
-    (operands of the contract stay far below 2**53)."""
+def _fmatmul(a: Tensor, b: Tensor, bound: int) -> Tensor:
+    """Exact integer product via float BLAS, as floats, ``bound`` bounding ``|a_ik * b_kj|``:
+    float32 when every partial sum stays below 2**24 (half the time of float64 here), else
+    float64 (operands of the contract stay far below 2**53). Every sum is an exact integer."""
     dt = torch.float32 if a.shape[1] * bound < 2**24 else torch.float64
-    return (a.to(dt) @ b.to(dt)).round().to(torch.int64)
+    return a.to(dt) @ b.to(dt)
+
+
+def _imatmul(a: Tensor, b: Tensor, bound: int) -> Tensor:
+    """:func:`_fmatmul` as int64."""
+    return _fmatmul(a, b, bound).to(torch.int64)
 
 
 def _dither(layer: int, step: int, shape: tuple[int, int], seed: int) -> Tensor:
@@ -204,13 +209,13 @@ class HardwareMLP:
         lib = native.library()
         fused = lib is not None and not self.devices and self.cells[0].dtype == torch.int8
         for i in range(n):
-            g = _imatmul(inputs[i].t(), deltas[i], plan.a_max * e_max)
+            gf = _fmatmul(inputs[i].t(), deltas[i], plan.a_max * e_max)
             s = plan.layers[i].grad_shift
             dither = plan.rounding != "nearest"
             if lib is not None:
                 dw = lib.update(
                     self.weights[i],
-                    g,
+                    gf,
                     shift=s,
                     dither=dither,
                     layer=i,
@@ -226,6 +231,7 @@ class HardwareMLP:
                 if self.devices and dw is not None:
                     self.devices[i].update(dw.neg())
                 continue
+            g = gf.to(torch.int64)
             if s <= 0:
                 r = g << (-s)
             elif not dither:

@@ -217,31 +217,46 @@ static inline int64_t saturate(int64_t v, int64_t limit) {
 
 /* One layer's weight update: dw = sat(round(g / 2**shift), grad_limit) with rounding 0
  * (nearest, half up), 1 (the hash dither) or any rounding when shift <= 0 (g << -shift);
- * w = sat(w - dw, weight_limit) in place. dw is written when dw_out is not NULL; the new
- * weights' cells (as insitu_slice_cells, weight_bits = log2(weight_limit + 1) + 1) when cells
- * is not NULL. */
-void insitu_update(int64_t *w, const int64_t *g, int64_t count, int64_t shift, int64_t dither,
-                   int64_t layer, int64_t step, int64_t seed, int64_t grad_limit,
+ * w = sat(w - dw, weight_limit) in place. g is int64 (g_kind 0), or integer-valued float32
+ * (1) or float64 (2) straight from an exact BLAS product. dw is written when dw_out is not
+ * NULL; the new weights' cells (as insitu_slice_cells, weight_bits = log2(weight_limit + 1)
+ * + 1) when cells is not NULL. */
+void insitu_update(int64_t *w, const void *g_any, int64_t g_kind, int64_t count, int64_t shift,
+                   int64_t dither, int64_t layer, int64_t step, int64_t seed, int64_t grad_limit,
                    int64_t weight_limit, int64_t *dw_out, int64_t cell_bits,
                    int64_t differential, int8_t *cells) {
   const uint32_t base = (uint32_t)((uint64_t)step * 0x165667B1u) +
                         (uint32_t)((uint64_t)layer * 0x61C88647u) + (uint32_t)(uint64_t)seed;
   const int64_t half = shift > 0 ? (1LL << (shift - 1)) : 0;
-  for (int64_t i = 0; i < count; ++i) {
-    int64_t r;
-    if (shift <= 0) {
-      r = g[i] * (1LL << -shift);
-    } else if (dither) {
-      const uint32_t x = dither_word(i, base);
-      const int64_t d = shift <= 32 ? (int64_t)(x >> (32 - shift)) : ((int64_t)x << (shift - 32));
-      r = (g[i] + d) >> shift;
-    } else {
-      r = (g[i] + half) >> shift;
-    }
-    const int64_t dw = saturate(r, grad_limit);
-    if (dw_out != NULL) dw_out[i] = dw;
-    w[i] = saturate(w[i] - dw, weight_limit);
+  /* one loop per rounding and operand type, so that each vectorizes */
+#define UPDATE_LOOP(T, ROUND)                                                                   \
+  {                                                                                            \
+    const T *g = (const T *)g_any;                                                             \
+    for (int64_t i = 0; i < count; ++i) {                                                      \
+      const int64_t gi = (int64_t)g[i];                                                        \
+      const int64_t r = ROUND;                                                                 \
+      const int64_t dw = saturate(r, grad_limit);                                              \
+      if (dw_out != NULL) dw_out[i] = dw;                                                      \
+      w[i] = saturate(w[i] - dw, weight_limit);                                                \
+    }                                                                                          \
   }
+#define DITHERED ((gi + (shift <= 32 ? (int64_t)(dither_word(i, base) >> (32 - shift))           \
+                                     : ((int64_t)dither_word(i, base) << (shift - 32)))) >>      \
+                  shift)
+#define BY_TYPE(ROUND)                                                                          \
+  if (g_kind == 1) UPDATE_LOOP(float, ROUND)                                                   \
+  else if (g_kind == 2) UPDATE_LOOP(double, ROUND)                                             \
+  else UPDATE_LOOP(int64_t, ROUND)
+  if (shift <= 0) {
+    BY_TYPE(gi * (1LL << -shift))
+  } else if (dither) {
+    BY_TYPE(DITHERED)
+  } else {
+    BY_TYPE((gi + half) >> shift)
+  }
+#undef BY_TYPE
+#undef DITHERED
+#undef UPDATE_LOOP
   if (cells != NULL) {
     int64_t weight_bits = 1;
     while ((1LL << (weight_bits - 1)) - 1 < weight_limit) ++weight_bits;

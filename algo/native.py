@@ -116,7 +116,7 @@ class Native:
         lib.insitu_reduce_cells.restype = None
         lib.insitu_uniform_check.argtypes = [_P, _P, _I]
         lib.insitu_uniform_check.restype = ctypes.c_int64
-        lib.insitu_update.argtypes = [_P, _P, _I, _I, _I, _I, _I, _I, _I, _I, _P, _I, _I, _P]
+        lib.insitu_update.argtypes = [_P, _P, _I, _I, _I, _I, _I, _I, _I, _I, _I, _P, _I, _I, _P]
         lib.insitu_update.restype = None
         self._lib = lib
         self.path = path
@@ -220,7 +220,8 @@ class Native:
         differential: bool = True,
     ) -> Tensor | None:
         """``w -= sat(round(g / 2**shift))``, saturated, in place (int64, contiguous), as
-        ``HardwareMLP.train_step``; returns the applied dw when ``want_dw``. ``cells`` (int8,
+        ``HardwareMLP.train_step``; returns the applied dw when ``want_dw``. ``g`` is int64 or an
+        integer-valued float32/float64 product (read as is, no rounding pass). ``cells`` (int8,
         as :meth:`slice_cells` made them for ``w``) are rewritten for the new weights."""
         if not (w.is_contiguous() and w.dtype == torch.int64 and w.shape == g.shape):
             raise ValueError("update: w must be a contiguous int64 tensor of g's shape")
@@ -233,10 +234,14 @@ class Native:
                 and cells.shape[-1] == w.shape[1] * cpo
             ):
                 raise ValueError("update: cells do not match w")
-        g = g.to(torch.int64).contiguous()
-        dw = torch.empty_like(g) if want_dw else None
+        kinds = {torch.int64: 0, torch.float32: 1, torch.float64: 2}
+        if g.dtype not in kinds:
+            g = g.to(torch.int64)
+        g = g.contiguous()
+        dw = torch.empty_like(w) if want_dw else None
         self._lib.insitu_update(
-            w.data_ptr(), g.data_ptr(), g.numel(), shift, int(dither), layer, step, seed,
+            w.data_ptr(), g.data_ptr(), kinds[g.dtype], g.numel(), shift, int(dither), layer, step,
+            seed,
             2 ** (gradient_bits - 1) - 1, 2 ** (weight_bits - 1) - 1,
             dw.data_ptr() if dw is not None else None,
             cell_bits, int(differential), cells.data_ptr() if cells is not None else None,
