@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -200,6 +201,30 @@ def accumulate(converted: Tensor, batch: int, n_out: int, plan: IntegerPlan, top
     return y.round().to(torch.int64)
 
 
+@dataclass(frozen=True)
+class Requantize:
+    """The tile's requantization of a layer's sums (numerics contract): ``hidden``:
+    ``min(rshift_round(max(y, 0), shift), limit)``; ``output``:
+    ``sat(rshift_round(y, shift), limit)``."""
+
+    kind: str  # "hidden" | "output"
+    shift: int
+    limit: int
+
+    def __call__(self, y: Tensor) -> Tensor:
+        if self.kind == "hidden":
+            return _rshift_round(y.clamp(min=0), self.shift).clamp(max=self.limit)
+        return _rshift_round(y, self.shift).clamp(-self.limit, self.limit)
+
+    @property
+    def mode(self) -> int:
+        return 1 if self.kind == "hidden" else 2
+
+
+def _rshift_round(v: Tensor, s: int) -> Tensor:
+    return v << (-s) if s <= 0 else (v + (1 << (s - 1))) >> s
+
+
 def cim_matmul(
     a: Tensor,
     cells: Tensor,
@@ -209,8 +234,10 @@ def cim_matmul(
     *,
     read_noise: float = 0.0,
     generator: torch.Generator | None = None,
+    requantize: Requantize | None = None,
 ) -> Tensor:
-    """y = a @ W through the array: int64 (B, N), bit-exact with ``golden.cim_matvec``.
+    """y = a @ W through the array: int64 (B, N), bit-exact with ``golden.cim_matvec``, then
+    ``requantize`` when given (fused into the native kernel's last pass).
 
     With ``read_noise`` > 0 each partial sum gets Gaussian noise of standard deviation
     ``read_noise * sqrt(S * (2**cell_bits - 1))`` (cell conductances with relative noise) and the
@@ -233,7 +260,16 @@ def cim_matmul(
                 lib.uniform_subarray(ps, bits, uniform, acc)
             else:
                 lib.adc_subarray(ps, bits, adc.lut_i32, acc, uniform=uniform, narrow=narrow)
-        y = lib.reduce_cells(acc, _cell_coefficients(plan))
+        offset_binary = plan.encoding == "offset-binary"
+        return lib.reduce_cells(
+            acc,
+            _cell_coefficients(plan),
+            rowsum=a.sum(1) if offset_binary else None,
+            offset=2 ** (plan.weight_bits - 1) if offset_binary else 0,
+            mode=requantize.mode if requantize else 0,
+            shift=requantize.shift if requantize else 0,
+            limit=requantize.limit if requantize else 0,
+        )
     else:
         ps = partial_sums(a, cells, plan)
         if read_noise > 0:
@@ -251,7 +287,7 @@ def cim_matmul(
             y = accumulate(adc(ps.to(torch.float32)), a.shape[0], n_out, plan, top)
     if plan.encoding == "offset-binary":
         y = y - (2 ** (plan.weight_bits - 1)) * a.to(torch.int64).sum(1, keepdim=True)
-    return y
+    return requantize(y) if requantize else y
 
 
 def partial_sum_histogram(a: Tensor, cells: Tensor, plan: IntegerPlan) -> Tensor:

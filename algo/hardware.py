@@ -19,6 +19,7 @@ from insitu.config import DesignPoint
 from . import native
 from .cim import (
     Converter,
+    Requantize,
     cim_matmul,
     partial_sum_histogram,
     percentile_from_histogram,
@@ -150,7 +151,7 @@ class HardwareMLP:
         )
 
     # -- forward --------------------------------------------------------------------------
-    def _matmul(self, x: Tensor, i: int) -> Tensor:
+    def _matmul(self, x: Tensor, i: int, requantize: Requantize | None = None) -> Tensor:
         return cim_matmul(
             x,
             self.cells[i],
@@ -159,13 +160,13 @@ class HardwareMLP:
             self.weights[i].shape[1],
             read_noise=self.read_noise,
             generator=self.gen,
+            requantize=requantize,
         )
 
     def _layer(self, x: Tensor, i: int) -> Tensor:
-        y = self._matmul(x, i)
-        return _rshift_round(y.clamp(min=0), self.plan.layers[i].out_shift).clamp(
-            0, self.plan.a_max
-        )
+        """Hidden layer i: ReLU, the layer's shift, clipped to the activation range."""
+        rq = Requantize("hidden", self.plan.layers[i].out_shift, self.plan.a_max)
+        return self._matmul(x, i, rq)
 
     def forward(self, a0: Tensor) -> tuple[Tensor, list[Tensor]]:
         hidden = []
@@ -173,9 +174,9 @@ class HardwareMLP:
         for i in range(len(self.weights) - 1):
             x = self._layer(x, i)
             hidden.append(x)
-        y = self._matmul(x, len(self.weights) - 1)
-        o = _sat(_rshift_round(y, self.plan.layers[-1].out_shift), self.plan.error_bits)
-        return o, hidden
+        e_max = 2 ** (self.plan.error_bits - 1) - 1
+        rq = Requantize("output", self.plan.layers[-1].out_shift, e_max)
+        return self._matmul(x, len(self.weights) - 1, rq), hidden
 
     def predict(self, a0: Tensor, chunk: int = 256) -> Tensor:
         return torch.cat(

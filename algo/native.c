@@ -187,15 +187,33 @@ int64_t insitu_uniform_subarray(const int32_t *ps, int64_t planes, int64_t batch
   return 0;
 }
 
-/* y[b, o] = sum over cells c of coef[c] * acc[b, o * cpo + c]: the slices' shifts and the
- * polarities' signs. */
+static inline int64_t saturate(int64_t v, int64_t limit) {
+  return v > limit ? limit : (v < -limit ? -limit : v);
+}
+
+static inline int64_t rshift_round(int64_t v, int64_t shift) {
+  return shift <= 0 ? v * (1LL << -shift) : (v + (1LL << (shift - 1))) >> shift;
+}
+
+/* y[b, o] = sum over cells c of coef[c] * acc[b, o * cpo + c] (the slices' shifts and the
+ * polarities' signs), minus offset * rowsum[b] when rowsum is not NULL (offset-binary
+ * weights), then the tile's requantization: mode 1 (hidden) min(rshift_round(max(y, 0)),
+ * limit), mode 2 (output) sat(rshift_round(y), limit), mode 0 none. */
 void insitu_reduce_cells(const int64_t *acc, int64_t batch, int64_t n_out, int64_t cpo,
-                         const int64_t *coef, int64_t *y) {
+                         const int64_t *coef, const int64_t *rowsum, int64_t offset,
+                         int64_t mode, int64_t shift, int64_t limit, int64_t *y) {
   for (int64_t b = 0; b < batch; ++b)
     for (int64_t o = 0; o < n_out; ++o) {
       const int64_t *a = acc + (b * n_out + o) * cpo;
       int64_t sum = 0;
       for (int64_t c = 0; c < cpo; ++c) sum += coef[c] * a[c];
+      if (rowsum != NULL) sum -= offset * rowsum[b];
+      if (mode == 1) {
+        sum = rshift_round(sum > 0 ? sum : 0, shift);
+        sum = sum < limit ? sum : limit;
+      } else if (mode == 2) {
+        sum = saturate(rshift_round(sum, shift), limit);
+      }
       y[b * n_out + o] = sum;
     }
 }
@@ -209,10 +227,6 @@ static inline uint32_t dither_word(int64_t i, uint32_t base) {
   x *= 0x2C1B3C6Du;
   x ^= x >> 16;
   return x;
-}
-
-static inline int64_t saturate(int64_t v, int64_t limit) {
-  return v > limit ? limit : (v < -limit ? -limit : v);
 }
 
 /* One layer's weight update: dw = sat(round(g / 2**shift), grad_limit) with rounding 0

@@ -112,7 +112,7 @@ class Native:
             fn.restype = ctypes.c_int64
         lib.insitu_uniform_subarray.argtypes = [_P, _I, _I, _I, _P, _P]
         lib.insitu_uniform_subarray.restype = ctypes.c_int64
-        lib.insitu_reduce_cells.argtypes = [_P, _I, _I, _I, _P, _P]
+        lib.insitu_reduce_cells.argtypes = [_P, _I, _I, _I, _P, _P, _I, _I, _I, _I, _P]
         lib.insitu_reduce_cells.restype = None
         lib.insitu_uniform_check.argtypes = [_P, _P, _I]
         lib.insitu_uniform_check.restype = ctypes.c_int64
@@ -191,15 +191,31 @@ class Native:
             ps.data_ptr(), planes, batch, width, uniform.data_ptr(), acc.data_ptr()
         )
 
-    def reduce_cells(self, acc: Tensor, coef: Tensor) -> Tensor:
-        """int64 (B, N * cpo) -> int64 (B, N): ``sum_c coef[c] * acc[:, n * cpo + c]``."""
+    def reduce_cells(
+        self,
+        acc: Tensor,
+        coef: Tensor,
+        *,
+        rowsum: Tensor | None = None,
+        offset: int = 0,
+        mode: int = 0,
+        shift: int = 0,
+        limit: int = 0,
+    ) -> Tensor:
+        """int64 (B, N * cpo) -> int64 (B, N): ``sum_c coef[c] * acc[:, n * cpo + c]``, minus
+        ``offset * rowsum`` when given, then requantized (``mode`` 1: hidden, 2: output; see
+        ``cim.Requantize``)."""
         acc = acc.contiguous()
         batch, width = acc.shape
         cpo = coef.numel()
         y = torch.empty(batch, width // cpo, dtype=torch.int64)
+        if rowsum is not None:
+            rowsum = rowsum.to(torch.int64).contiguous()
         self._lib.insitu_reduce_cells(
-            acc.data_ptr(), batch, width // cpo, cpo, coef.data_ptr(), y.data_ptr()
-        )
+            acc.data_ptr(), batch, width // cpo, cpo, coef.data_ptr(),
+            rowsum.data_ptr() if rowsum is not None else None, offset, mode, shift, limit,
+            y.data_ptr(),
+        )  # fmt: skip
         return y
 
     def update(
