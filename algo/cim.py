@@ -112,12 +112,7 @@ def partial_sums(a: Tensor, cells: Tensor, plan: IntegerPlan) -> Tensor:
     bits, rows = plan.activation_bits, plan.rows
     if cells.dtype != torch.int8:
         return torch.bmm(bit_planes(a, bits, rows), cells)
-    lib = native.library()
-    planes = (
-        lib.bit_planes(a.to(torch.int64), bits, rows)
-        if lib is not None
-        else bit_planes(a, bits, rows).to(torch.int8).contiguous()
-    )
+    planes = bit_planes(a, bits, rows).to(torch.int8).contiguous()
     out = torch.empty(planes.shape[0], planes.shape[1], cells.shape[2], dtype=torch.int32)
     for s in range(planes.shape[0]):
         torch._int_mm(planes[s], cells[s], out=out[s])
@@ -138,6 +133,7 @@ class Converter:
         self.lut = torch.from_numpy(table.lookup(max_sum)).to(torch.float32)
         self.lut_i32 = self.lut.to(torch.int32)
         self.native_uniform = _native_uniform(table, self.lut_i32)
+        self.zero_at_zero = int(self.lut_i32[0]) == 0
         n = len(table.levels)
         self.identity_top: float | None = None
         self.uniform = uniform_parameters(table)
@@ -249,17 +245,21 @@ def cim_matmul(
     uniform = adc.native_uniform
     bits = plan.activation_bits
     if lib is not None and read_noise == 0 and cells.dtype == torch.int8:
-        # each subarray's product is converted while it is still in cache
-        planes = lib.bit_planes(a.to(torch.int64), bits, plan.rows)
+        # each subarray's product is converted while it is still in cache; all-zero input
+        # planes are skipped (they add nothing when the ADC's level of 0 is 0)
+        planes, rowmap, counts = lib.bit_planes(a, bits, plan.rows, skip_zero=adc.zero_at_zero)
         acc = torch.zeros(a.shape[0], cells.shape[2], dtype=torch.int64)
         ps = torch.empty(planes.shape[1], cells.shape[2], dtype=torch.int32)
-        float_planes = uniform is not None and (2**bits - 1) * top < _F32_EXACT
-        for s in range(planes.shape[0]):
-            torch._int_mm(planes[s], cells[s], out=ps)
-            if float_planes:
-                lib.uniform_subarray(ps, bits, uniform, acc)
+        float_planes = (2**bits - 1) * top < _F32_EXACT
+        for s, n in enumerate(counts):
+            if n == 0:
+                continue
+            out = ps[:n]
+            torch._int_mm(planes[s, :n], cells[s], out=out)
+            if uniform is not None and float_planes:
+                lib.uniform_subarray(out, rowmap[s], n, bits, uniform, acc)
             else:
-                lib.adc_subarray(ps, bits, adc.lut_i32, acc, uniform=uniform, narrow=narrow)
+                lib.adc_subarray(out, rowmap[s], n, bits, adc.lut_i32, acc, narrow=narrow)
         offset_binary = plan.encoding == "offset-binary"
         return lib.reduce_cells(
             acc,
@@ -278,10 +278,14 @@ def cim_matmul(
             noise = torch.randn(ps.shape, generator=generator, dtype=torch.float32)
             ps = torch.floor(ps + sigma * noise).clamp_(0, adc.max_sum)
         if lib is not None:
-            ps = ps.to(torch.int32)
-            acc = torch.zeros(a.shape[0], ps.shape[2], dtype=torch.int64)
-            for s in range(ps.shape[0]):
-                lib.adc_subarray(ps[s], bits, adc.lut_i32, acc, uniform=uniform, narrow=narrow)
+            # sample-major rows for the kernel
+            n_sub, width, batch = ps.shape[0], ps.shape[2], a.shape[0]
+            ps = ps.to(torch.int32).view(n_sub, bits, batch, width).transpose(1, 2).contiguous()
+            ps = ps.view(n_sub, batch * bits, width)
+            rowmap = torch.arange(batch * bits, dtype=torch.int32)
+            acc = torch.zeros(batch, width, dtype=torch.int64)
+            for s in range(n_sub):
+                lib.adc_subarray(ps[s], rowmap, batch * bits, bits, adc.lut_i32, acc, narrow=narrow)
             y = lib.reduce_cells(acc, _cell_coefficients(plan))
         else:
             y = accumulate(adc(ps.to(torch.float32)), a.shape[0], n_out, plan, top)

@@ -8,27 +8,34 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Inputs (batch, k) as bit planes in subarray blocks: int8 (n_sub, bits * batch, rows), the
- * plane index outer within a block's rows, zero where a block runs past k. */
+/* Inputs (batch, k) as bit-plane rows of each subarray block: out int8 (n_sub, batch * bits,
+ * rows), zero where a block runs past k. Rows are listed sample-major: rowmap[s, r] = b * bits
+ * + p names row r's sample b and plane p, counts[s] how many rows block s has. With skip_zero
+ * a row of zeros is left out (its partial sums are 0 and the ADC's level of 0 is 0, so it
+ * adds nothing: the array does not fire a read for an all-zero input plane). */
 void insitu_bit_planes(const int64_t *a, int64_t batch, int64_t k, int64_t bits, int64_t rows,
-                       int64_t n_sub, int8_t *out) {
+                       int64_t n_sub, int64_t skip_zero, int8_t *out, int32_t *rowmap,
+                       int64_t *counts) {
   for (int64_t s = 0; s < n_sub; ++s) {
     const int64_t r0 = s * rows;
     const int64_t live = (k - r0) < rows ? (k - r0) : rows;
-    for (int64_t p = 0; p < bits; ++p)
-      for (int64_t b = 0; b < batch; ++b) {
-        int8_t *dst = out + ((s * bits + p) * batch + b) * rows;
+    int64_t n = 0;
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t p = 0; p < bits; ++p) {
+        int8_t *dst = out + (s * batch * bits + n) * rows;
         const int64_t *src = a + b * k + r0;
-        for (int64_t r = 0; r < live; ++r) dst[r] = (int8_t)((src[r] >> p) & 1);
+        int64_t any = 0;
+        for (int64_t r = 0; r < live; ++r) {
+          dst[r] = (int8_t)((src[r] >> p) & 1);
+          any |= dst[r];
+        }
         for (int64_t r = live; r < rows; ++r) dst[r] = 0;
+        if (any || !skip_zero) rowmap[s * batch * bits + n++] = (int32_t)(b * bits + p);
       }
+    counts[s] = n;
   }
 }
 
-/* Cells of weights (k, n): int8 (n_sub * rows, n * arrays * slices), the last axis ordered
- * (column, polarity, slice), slice 0 holding the least significant cell bits; rows past k are
- * zero. differential: a positive and a negative array of magnitudes; otherwise one array of
- * offset-binary codes w + 2**(weight_bits - 1). */
 /* The cells of one magnitude x as the low bytes of a word (slice s in byte s). */
 static inline uint64_t spread(uint64_t x, int64_t slices, int64_t cell_bits, uint64_t mask) {
   uint64_t r = 0;
@@ -108,36 +115,29 @@ int64_t insitu_uniform_check(const float *q, const int32_t *lut, int64_t lut_len
   return 0;
 }
 
-/* The ADC and the plane shift-add of one subarray: for every sample b and cell column j,
- * acc[b, j] += sum over planes p of 2**p * level(ps[p * batch + b, j]), with ps int32
- * (planes * batch, width) and acc int64 (batch, width). level is the arithmetic form q when q
- * is not NULL, else the table lut. A partial sum outside the table reads its nearest end
- * (noisy sums are clamped before, so this never fires for valid input). PART sums the planes
- * of one sample; the caller picks int32 only when (2**planes - 1) * max level fits. The
+/* The ADC and the plane shift-add of one subarray: for each listed row r (sample b, plane p
+ * from rowmap[r] = b * bits + p, rows of one sample consecutive) and cell column j,
+ * acc[b, j] += 2**p * level(ps[r, j]), with ps int32 (nrows, width) and acc int64
+ * (batch, width). level is the table lut; a partial sum outside it reads its nearest end
+ * (noisy sums are clamped before, so this never fires for valid input). PART sums one
+ * sample's planes; the caller picks int32 only when (2**bits - 1) * max level fits. The
  * partial sums of one subarray are fresh in cache when this runs right after their product. */
 #define ADC_SUBARRAY(NAME, PART)                                                                \
-  int64_t NAME(const int32_t *ps, int64_t planes, int64_t batch, int64_t width, const float *q, \
-               const int32_t *lut, int64_t lut_len, int64_t *acc) {                             \
+  int64_t NAME(const int32_t *ps, const int32_t *rowmap, int64_t nrows, int64_t bits,           \
+               int64_t width, const int32_t *lut, int64_t lut_len, int64_t *acc) {              \
     PART *part = (PART *)malloc(sizeof(PART) * (size_t)width);                                  \
     if (part == NULL) return -1;                                                                \
     const int32_t top = (int32_t)(lut_len - 1);                                                 \
-    for (int64_t b = 0; b < batch; ++b) {                                                       \
+    for (int64_t r = 0; r < nrows;) {                                                           \
+      const int64_t b = rowmap[r] / bits;                                                       \
       memset(part, 0, sizeof(PART) * (size_t)width);                                            \
-      for (int64_t p = 0; p < planes; ++p) {                                                    \
-        const int32_t *row = ps + (p * batch + b) * width;                                      \
-        const PART weight = (PART)1 << p;                                                       \
-        if (q != NULL) {                                                                        \
-          for (int64_t j = 0; j < width; ++j) {                                                 \
-            int32_t v = row[j];                                                                 \
-            v = v < 0 ? 0 : (v > top ? top : v);                                                \
-            part[j] += weight * (PART)uniform_level(v, q);                                      \
-          }                                                                                     \
-        } else {                                                                                \
-          for (int64_t j = 0; j < width; ++j) {                                                 \
-            int32_t v = row[j];                                                                 \
-            v = v < 0 ? 0 : (v > top ? top : v);                                                \
-            part[j] += weight * (PART)lut[v];                                                   \
-          }                                                                                     \
+      for (; r < nrows && rowmap[r] / bits == b; ++r) {                                         \
+        const int32_t *row = ps + r * width;                                                    \
+        const PART weight = (PART)1 << (rowmap[r] % bits);                                      \
+        for (int64_t j = 0; j < width; ++j) {                                                   \
+          int32_t v = row[j];                                                                   \
+          v = v < 0 ? 0 : (v > top ? top : v);                                                  \
+          part[j] += weight * (PART)lut[v];                                                     \
         }                                                                                       \
       }                                                                                         \
       int64_t *ab = acc + b * width;                                                            \
@@ -150,39 +150,48 @@ int64_t insitu_uniform_check(const float *q, const int32_t *lut, int64_t lut_len
 ADC_SUBARRAY(insitu_adc_subarray32, int32_t)
 ADC_SUBARRAY(insitu_adc_subarray64, int64_t)
 
-/* The uniform ADC of one subarray with the planes summed in float32 registers, 64 columns at
- * a time (exact: the caller checks (2**planes - 1) * max level < 2**24). Partial sums must lie
- * in 0..lut_len-1, as the products of bit planes and cells always do (no clamp here). */
+/* The uniform ADC form of insitu_adc_subarray (arithmetic, no gathers) with a sample's planes
+ * summed in float32 registers, 64 columns at a time (exact: the caller checks
+ * (2**bits - 1) * max level < 2**24). Partial sums must lie in 0..top of the table, as
+ * products of bit planes and cells always do (no clamp here). */
 #define CHUNK 64
-int64_t insitu_uniform_subarray(const int32_t *ps, int64_t planes, int64_t batch, int64_t width,
-                                const float *q, int64_t *acc) {
+/* part[j] += weight * level(row[j]) for one chunk of columns (restrict: lets it vectorize) */
+static inline void uniform_chunk(float *restrict part, const int32_t *restrict row, float weight,
+                                 const float *restrict q) {
   const float a = q[0], b0 = q[1], top = q[2], c = q[3], d = q[4];
-  for (int64_t b = 0; b < batch; ++b) {
+  for (int64_t j = 0; j < CHUNK; ++j) {
+    float code = floorf(fmaf((float)row[j], a, b0));
+    code = code < top ? code : top;
+    part[j] = fmaf(floorf(fmaf(code, c, d)), weight, part[j]);
+  }
+}
+
+int64_t insitu_uniform_subarray(const int32_t *ps, const int32_t *rowmap, int64_t nrows,
+                                int64_t bits, int64_t width, const float *q, int64_t *acc) {
+  int64_t r0 = 0;
+  while (r0 < nrows) {
+    const int64_t b = rowmap[r0] / bits;
+    int64_t r1 = r0 + 1;
+    while (r1 < nrows && rowmap[r1] / bits == b) ++r1;
     int64_t *ab = acc + b * width;
     int64_t j0 = 0;
     for (; j0 + CHUNK <= width; j0 += CHUNK) {
       float part[CHUNK];
-      for (int64_t j = 0; j < CHUNK; ++j) part[j] = 0.0f;
-      for (int64_t p = 0; p < planes; ++p) {
-        const int32_t *row = ps + (p * batch + b) * width + j0;
-        const float weight = (float)(1 << p);
-        for (int64_t j = 0; j < CHUNK; ++j) {
-          float code = floorf(fmaf((float)row[j], a, b0));
-          code = code < top ? code : top;
-          part[j] = fmaf(floorf(fmaf(code, c, d)), weight, part[j]);
-        }
-      }
+      memset(part, 0, sizeof part);
+      for (int64_t r = r0; r < r1; ++r)
+        uniform_chunk(part, ps + r * width + j0, (float)(1 << (rowmap[r] % bits)), q);
       for (int64_t j = 0; j < CHUNK; ++j) ab[j0 + j] += (int64_t)part[j];
     }
     for (int64_t j = j0; j < width; ++j) {
       float sum = 0.0f;
-      for (int64_t p = 0; p < planes; ++p) {
-        const float code0 = floorf(fmaf((float)ps[(p * batch + b) * width + j], a, b0));
-        const float code = code0 < top ? code0 : top;
-        sum = fmaf(floorf(fmaf(code, c, d)), (float)(1 << p), sum);
+      for (int64_t r = r0; r < r1; ++r) {
+        const float code0 = floorf(fmaf((float)ps[r * width + j], q[0], q[1]));
+        const float code = code0 < q[2] ? code0 : q[2];
+        sum = fmaf(floorf(fmaf(code, q[3], q[4])), (float)(1 << (rowmap[r] % bits)), sum);
       }
       ab[j] += (int64_t)sum;
     }
+    r0 = r1;
   }
   return 0;
 }

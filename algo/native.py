@@ -32,16 +32,20 @@ from torch import Tensor
 
 SOURCE = Path(__file__).with_name("native.c")
 # -fno-math-errno and -fno-trapping-math let the float ADC loop vectorize; neither changes a
-# finite result (no fast-math: every operation stays IEEE-rounded).
+# finite result (no fast-math: every operation stays IEEE-rounded). GCC 12's unroll-and-jam
+# turns the ADC's row loop inside out, 9x slower (measured): it is off.
 FLAGS = (
     "-O3",
     "-march=native",
     "-fno-math-errno",
     "-fno-trapping-math",
+    "-fno-loop-unroll-and-jam",
     "-shared",
     "-fPIC",
     "-std=c11",
 )
+# What a compiler that rejects one of FLAGS (clang has no -fno-loop-unroll-and-jam) gets.
+PLAIN_FLAGS = ("-O2", "-shared", "-fPIC", "-std=c11")
 LIBRARY = "libinsitu_native.so"
 
 _lock = threading.Lock()
@@ -81,13 +85,16 @@ def _build(cc: str) -> Path:
         fd, tmp = tempfile.mkstemp(prefix=f".{key}-", suffix=".so", dir=folder)
         os.close(fd)
         try:
-            proc = subprocess.run(
-                [cc, *FLAGS, "-o", tmp, str(SOURCE)],
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=False,
-            )
+            for flags in (FLAGS, PLAIN_FLAGS):
+                proc = subprocess.run(
+                    [cc, *flags, "-o", tmp, str(SOURCE)],
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                    check=False,
+                )
+                if proc.returncode == 0:
+                    break
             if proc.returncode != 0:
                 tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-10:])
                 raise OSError(f"{cc} failed ({proc.returncode}): {tail}")
@@ -103,14 +110,14 @@ class Native:
 
     def __init__(self, path: Path) -> None:
         lib = ctypes.CDLL(str(path), mode=os.RTLD_LOCAL)
-        lib.insitu_bit_planes.argtypes = [_P, _I, _I, _I, _I, _I, _P]
+        lib.insitu_bit_planes.argtypes = [_P, _I, _I, _I, _I, _I, _I, _P, _P, _P]
         lib.insitu_bit_planes.restype = None
         lib.insitu_slice_cells.argtypes = [_P, _I, _I, _I, _I, _I, _I, _P]
         lib.insitu_slice_cells.restype = None
         for fn in (lib.insitu_adc_subarray32, lib.insitu_adc_subarray64):
-            fn.argtypes = [_P, _I, _I, _I, _P, _P, _I, _P]
+            fn.argtypes = [_P, _P, _I, _I, _I, _P, _I, _P]
             fn.restype = ctypes.c_int64
-        lib.insitu_uniform_subarray.argtypes = [_P, _I, _I, _I, _P, _P]
+        lib.insitu_uniform_subarray.argtypes = [_P, _P, _I, _I, _I, _P, _P]
         lib.insitu_uniform_subarray.restype = ctypes.c_int64
         lib.insitu_reduce_cells.argtypes = [_P, _I, _I, _I, _P, _P, _I, _I, _I, _I, _P]
         lib.insitu_reduce_cells.restype = None
@@ -121,14 +128,26 @@ class Native:
         self._lib = lib
         self.path = path
 
-    def bit_planes(self, a: Tensor, bits: int, rows: int) -> Tensor:
-        """int64 (B, K) -> int8 (n_sub, bits * B, rows), as ``cim.bit_planes``."""
-        a = a.contiguous()
+    def bit_planes(
+        self, a: Tensor, bits: int, rows: int, *, skip_zero: bool = False
+    ) -> tuple[Tensor, Tensor, list[int]]:
+        """int64 (B, K) -> the bit-plane rows of each subarray block, sample-major.
+
+        Returns ``planes`` int8 (n_sub, B * bits, rows), ``rowmap`` int32 (n_sub, B * bits)
+        with ``b * bits + p`` for each listed row, and the number of rows of each block (all
+        ``B * bits``, or fewer with ``skip_zero``: all-zero rows left out).
+        """
+        a = a.to(torch.int64).contiguous()
         b, k = a.shape
         n_sub = -(-k // rows)
         out = torch.empty(n_sub, bits * b, rows, dtype=torch.int8)
-        self._lib.insitu_bit_planes(a.data_ptr(), b, k, bits, rows, n_sub, out.data_ptr())
-        return out
+        rowmap = torch.empty(n_sub, bits * b, dtype=torch.int32)
+        counts = torch.empty(n_sub, dtype=torch.int64)
+        self._lib.insitu_bit_planes(
+            a.data_ptr(), b, k, bits, rows, n_sub, int(skip_zero), out.data_ptr(),
+            rowmap.data_ptr(), counts.data_ptr(),
+        )  # fmt: skip
+        return out, rowmap, counts.tolist()
 
     def slice_cells(
         self, w: Tensor, weight_bits: int, cell_bits: int, differential: bool, rows: int
@@ -150,46 +169,53 @@ class Native:
         (int32) on every partial sum 0..len(lut)-1."""
         return self._lib.insitu_uniform_check(q.data_ptr(), lut.data_ptr(), lut.numel()) == 0
 
+    def _check_rows(self, ps: Tensor, rowmap: Tensor, nrows: int, bits: int, acc: Tensor) -> None:
+        batch, width = acc.shape
+        if not (ps.is_contiguous() and ps.dtype == torch.int32 and ps.shape[1:] == (width,)):
+            raise ValueError(f"partial sums {tuple(ps.shape)} {ps.dtype} do not match acc")
+        if not (acc.is_contiguous() and acc.dtype == torch.int64):
+            raise ValueError("acc must be contiguous int64")
+        if not (rowmap.is_contiguous() and rowmap.dtype == torch.int32):
+            raise ValueError("rowmap must be contiguous int32")
+        if not nrows <= min(ps.shape[0], rowmap.numel(), batch * bits):
+            raise ValueError(f"{nrows} rows do not fit the partial sums or the row map")
+
     def adc_subarray(
         self,
         ps: Tensor,
-        planes: int,
+        rowmap: Tensor,
+        nrows: int,
+        bits: int,
         lut: Tensor,
         acc: Tensor,
         *,
-        uniform: Tensor | None = None,
         narrow: bool = False,
     ) -> None:
         """Add one subarray's converted, plane-weighted partial sums into ``acc``.
 
-        ``ps``: int32 (planes * B, width); ``acc``: int64 (B, width); ``lut``: the ADC table
-        (int32); ``uniform``: its arithmetic form (checked with :meth:`uniform_matches`), used
-        instead of the table when given. ``narrow``: a sample's planes may be summed in int32
-        (the caller knows ``(2**planes - 1) * max level`` fits).
+        ``ps``: int32 (>= nrows, width), row r of sample ``rowmap[r] // bits`` and plane
+        ``rowmap[r] % bits`` (a sample's rows consecutive); ``acc``: int64 (B, width); ``lut``:
+        the ADC table (int32). ``narrow``: a sample's planes may be summed in int32 (the
+        caller knows ``(2**bits - 1) * max level`` fits).
         """
-        if not (ps.is_contiguous() and ps.dtype == torch.int32 and acc.is_contiguous()):
-            raise ValueError("adc_subarray: ps must be contiguous int32, acc contiguous")
-        batch, width = acc.shape
-        if ps.shape != (planes * batch, width) or acc.dtype != torch.int64:
-            raise ValueError(f"adc_subarray: ps {tuple(ps.shape)} does not match acc")
+        self._check_rows(ps, rowmap, nrows, bits, acc)
         fn = self._lib.insitu_adc_subarray32 if narrow else self._lib.insitu_adc_subarray64
-        q = uniform.data_ptr() if uniform is not None else None
-        if fn(ps.data_ptr(), planes, batch, width, q, lut.data_ptr(), lut.numel(),
-              acc.data_ptr()) != 0:  # fmt: skip
+        if fn(ps.data_ptr(), rowmap.data_ptr(), nrows, bits, acc.shape[1], lut.data_ptr(),
+              lut.numel(), acc.data_ptr()) != 0:  # fmt: skip
             raise MemoryError("insitu_adc_subarray: out of memory")
 
-    def uniform_subarray(self, ps: Tensor, planes: int, uniform: Tensor, acc: Tensor) -> None:
-        """:meth:`adc_subarray` with the arithmetic ADC and the planes summed in float32:
-        the caller checks that ``(2**planes - 1) * max level < 2**24`` and that every partial
-        sum lies inside the table (products of bit planes and cells always do)."""
-        if not (ps.is_contiguous() and ps.dtype == torch.int32 and acc.is_contiguous()):
-            raise ValueError("uniform_subarray: ps must be contiguous int32, acc contiguous")
-        batch, width = acc.shape
-        if ps.shape != (planes * batch, width) or acc.dtype != torch.int64:
-            raise ValueError(f"uniform_subarray: ps {tuple(ps.shape)} does not match acc")
+    def uniform_subarray(
+        self, ps: Tensor, rowmap: Tensor, nrows: int, bits: int, uniform: Tensor, acc: Tensor
+    ) -> None:
+        """:meth:`adc_subarray` with the arithmetic ADC ``uniform`` (checked with
+        :meth:`uniform_matches`) and a sample's planes summed in float32: the caller checks
+        that ``(2**bits - 1) * max level < 2**24`` and that every partial sum lies inside the
+        table (products of bit planes and cells always do)."""
+        self._check_rows(ps, rowmap, nrows, bits, acc)
         self._lib.insitu_uniform_subarray(
-            ps.data_ptr(), planes, batch, width, uniform.data_ptr(), acc.data_ptr()
-        )
+            ps.data_ptr(), rowmap.data_ptr(), nrows, bits, acc.shape[1], uniform.data_ptr(),
+            acc.data_ptr(),
+        )  # fmt: skip
 
     def reduce_cells(
         self,
