@@ -62,6 +62,7 @@ DESIGNS = [
     (6, 8, 2, 32, "differential", 64, 8, "identity"),
     (16, 8, 4, 4096, "differential", 4100, 3, "uniform"),  # int64 accumulation
     (7, 16, 2, 64, "differential", 129, 5, "table"),  # 8 slices per polarity
+    (8, 8, 2, 16, "differential", 90, 7, "offset"),  # level(0) > 0: zero rows still count
 ]
 
 
@@ -77,6 +78,7 @@ def test_cim_matmul_native_equals_torch(
         "uniform": uniform_adc(5, max(40, max_sum // 3)),
         "identity": uniform_adc(3, 7) if max_sum >= 7 else uniform_adc(1, 1),
         "table": _random_table(rng, 4, max_sum) if max_sum >= 16 else uniform_adc(2, 3),
+        "offset": AdcTable((3, 9, 20), (2, 6, 14, 30)),
     }[kind]
     w_max = 2 ** (wb - 1) - 1
     for trial in range(3):
@@ -84,6 +86,7 @@ def test_cim_matmul_native_equals_torch(
         a[:, rng.random(k) < 0.3] = 0
         w = torch.from_numpy(rng.integers(-w_max, w_max + 1, (k, n)))
         adc = cim.Converter(table, max_sum)
+        assert adc.zero_at_zero == (kind != "offset")
         cells = cim.slice_weights(w, plan)
         assert cells.dtype == (torch.int8 if cb <= 7 else torch.float32)
         fast = cim.cim_matmul(a, cells, plan, adc, n)
