@@ -86,7 +86,8 @@ def test_cim_matmul_native_equals_torch(
         a[:, rng.random(k) < 0.3] = 0
         w = torch.from_numpy(rng.integers(-w_max, w_max + 1, (k, n)))
         adc = cim.Converter(table, max_sum)
-        assert adc.zero_at_zero == (kind != "offset")
+        if kind != "table":  # a random table may or may not map 0 to 0
+            assert adc.zero_at_zero == (kind != "offset")
         cells = cim.slice_weights(w, plan)
         assert cells.dtype == (torch.int8 if cb <= 7 else torch.float32)
         fast = cim.cim_matmul(a, cells, plan, adc, n)
