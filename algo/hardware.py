@@ -94,7 +94,7 @@ class HardwareMLP:
             []
             if self.plan.rule == "bp"
             else [
-                torch.from_numpy(self.plan.feedback(i).copy())
+                torch.from_numpy(self.plan.feedback(i).copy()).to(torch.float32)
                 for i in range(len(dp.network.layers) - 2)
             ]
         )
@@ -189,25 +189,34 @@ class HardwareMLP:
         plan = self.plan
         a0 = a0.to(torch.int64)
         o, hidden = self.forward(a0)
-        target = torch.zeros_like(o)
-        target[torch.arange(len(labels)), labels] = plan.target
-        e = _sat(o - target, plan.error_bits)
-        if plan.error == "margin":
-            e = torch.where(target > 0, e.clamp(max=0), e.clamp(min=0))
+        lib = native.library()
+        margin = plan.error == "margin"
+        if lib is not None:
+            e, sse = lib.output_error(o, labels, plan.target, plan.error_bits, margin)
+        else:
+            target = torch.zeros_like(o)
+            target[torch.arange(len(labels)), labels] = plan.target
+            e = _sat(o - target, plan.error_bits)
+            if margin:
+                e = torch.where(target > 0, e.clamp(max=0), e.clamp(min=0))
+            sse = float(e.to(torch.float64).pow(2).sum())
         n = len(self.weights)
         e_max = 2 ** (plan.error_bits - 1) - 1
         deltas: list[Tensor] = [e] * n
         for i in range(n - 2, -1, -1):
             if plan.rule == "bp":
-                u = _imatmul(deltas[i + 1], self.read_weights[i + 1].t(), e_max * plan.w_max)
+                u = _fmatmul(deltas[i + 1], self.read_weights[i + 1].t(), e_max * plan.w_max)
             else:
                 src = e if plan.rule == "dfa" else deltas[i + 1]
-                u = _imatmul(src, self.feedback[i], e_max)
-            deltas[i] = _sat(_rshift_round(u, plan.layers[i].delta_shift), plan.error_bits) * (
-                hidden[i] > 0
-            )
+                u = _fmatmul(src, self.feedback[i], e_max)
+            shift = plan.layers[i].delta_shift
+            if lib is not None:
+                deltas[i] = lib.hidden_delta(u, hidden[i], shift, plan.error_bits)
+            else:
+                deltas[i] = _sat(_rshift_round(u.to(torch.int64), shift), plan.error_bits) * (
+                    hidden[i] > 0
+                )
         inputs = [a0, *hidden]
-        lib = native.library()
         fused = lib is not None and not self.devices and self.cells[0].dtype == torch.int8
         for i in range(n):
             gf = _fmatmul(inputs[i].t(), deltas[i], plan.a_max * e_max)
@@ -247,8 +256,7 @@ class HardwareMLP:
         self.step += 1
         if not fused:  # the update kernel rewrote the cells of the weights it updated in place
             self._refresh()
-        mse = float((e.to(torch.float64) / plan.target).pow(2).sum(1).mean())
-        return o, mse
+        return o, sse / (plan.target**2 * len(labels))
 
     # -- state ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

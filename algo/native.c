@@ -287,3 +287,36 @@ void insitu_update(int64_t *w, const void *g_any, int64_t g_kind, int64_t count,
     insitu_slice_cells(w, count, 1, weight_bits, cell_bits, differential, count, cells);
   }
 }
+
+/* The output error of a step: e = sat(o - t, limit) with t = target at each sample's label and
+ * 0 elsewhere; with margin, a component that is already past its target (o >= t for the label,
+ * o <= 0 elsewhere) is 0. Returns the sum of e**2 (the caller's mean squared error). */
+double insitu_output_error(const int64_t *o, const int64_t *labels, int64_t batch, int64_t n_out,
+                           int64_t target, int64_t limit, int64_t margin, int64_t *e) {
+  double sse = 0.0;
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t k = 0; k < n_out; ++k) {
+      const int64_t t = labels[b] == k ? target : 0;
+      int64_t v = saturate(o[b * n_out + k] - t, limit);
+      if (margin) v = t > 0 ? (v < 0 ? v : 0) : (v > 0 ? v : 0);
+      e[b * n_out + k] = v;
+      sse += (double)v * (double)v;
+    }
+  return sse;
+}
+
+/* A hidden layer's delta from its feedback product u (integer-valued float32, kind 1, or
+ * float64, kind 2): sat(rshift_round(u, shift), limit) where the neuron fired (hidden > 0),
+ * else 0. */
+void insitu_hidden_delta(const void *u_any, int64_t kind, const int64_t *hidden, int64_t count,
+                         int64_t shift, int64_t limit, int64_t *delta) {
+  const float *u32 = (const float *)u_any;
+  const double *u64 = (const double *)u_any;
+  if (kind == 1) {
+    for (int64_t i = 0; i < count; ++i)
+      delta[i] = hidden[i] > 0 ? saturate(rshift_round((int64_t)u32[i], shift), limit) : 0;
+  } else {
+    for (int64_t i = 0; i < count; ++i)
+      delta[i] = hidden[i] > 0 ? saturate(rshift_round((int64_t)u64[i], shift), limit) : 0;
+  }
+}

@@ -123,6 +123,10 @@ class Native:
         lib.insitu_reduce_cells.restype = None
         lib.insitu_uniform_check.argtypes = [_P, _P, _I]
         lib.insitu_uniform_check.restype = ctypes.c_int64
+        lib.insitu_output_error.argtypes = [_P, _P, _I, _I, _I, _I, _I, _P]
+        lib.insitu_output_error.restype = ctypes.c_double
+        lib.insitu_hidden_delta.argtypes = [_P, _I, _P, _I, _I, _I, _P]
+        lib.insitu_hidden_delta.restype = None
         lib.insitu_update.argtypes = [_P, _P, _I, _I, _I, _I, _I, _I, _I, _I, _I, _P, _I, _I, _P]
         lib.insitu_update.restype = None
         self._lib = lib
@@ -243,6 +247,36 @@ class Native:
             y.data_ptr(),
         )  # fmt: skip
         return y
+
+    def output_error(
+        self, o: Tensor, labels: Tensor, target: int, error_bits: int, margin: bool
+    ) -> tuple[Tensor, float]:
+        """The output error codes (int64, like o) and the sum of their squares."""
+        o = o.to(torch.int64).contiguous()
+        labels = labels.to(torch.int64).contiguous()
+        if labels.shape != (o.shape[0],):
+            raise ValueError(f"output_error: {tuple(labels.shape)} labels for {len(o)} samples")
+        if int(labels.min()) < 0 or int(labels.max()) >= o.shape[1]:
+            raise ValueError(f"output_error: labels must lie in 0..{o.shape[1] - 1}")
+        e = torch.empty_like(o)
+        sse = self._lib.insitu_output_error(
+            o.data_ptr(), labels.data_ptr(), o.shape[0], o.shape[1], target,
+            2 ** (error_bits - 1) - 1, int(margin), e.data_ptr(),
+        )  # fmt: skip
+        return e, float(sse)
+
+    def hidden_delta(self, u: Tensor, hidden: Tensor, shift: int, error_bits: int) -> Tensor:
+        """``sat(rshift_round(u, shift)) * (hidden > 0)`` from an exact float product u."""
+        if u.dtype not in (torch.float32, torch.float64) or u.shape != hidden.shape:
+            raise ValueError("hidden_delta: u must be float32/float64 of hidden's shape")
+        u = u.contiguous()
+        hidden = hidden.to(torch.int64).contiguous()
+        delta = torch.empty_like(hidden)
+        self._lib.insitu_hidden_delta(
+            u.data_ptr(), 1 if u.dtype == torch.float32 else 2, hidden.data_ptr(), u.numel(),
+            shift, 2 ** (error_bits - 1) - 1, delta.data_ptr(),
+        )  # fmt: skip
+        return delta
 
     def update(
         self,
