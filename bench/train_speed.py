@@ -8,7 +8,10 @@ In one process, for the learning rules BP and DFA, this times ``train_step`` of
 - ``float``: the framework's float path (``learning.mode=float``, :class:`FloatMLP`, explicit
   per-layer updates of the rule);
 - ``hardware``: hardware-aware training (``learning.mode=hardware``, :class:`HardwareMLP`: 8-bit
-  activations and weights, 5-bit ADC with calibrated range, 128-row subarrays).
+  activations and weights, 5-bit ADC with calibrated range, 128-row subarrays), with the
+  native kernels where they built (``algo/native.py``; the script prints which path ran);
+  ``--device-effects`` adds the device model (``array.device_effects=true``, the design's
+  device preset).
 
 The network is the ``mnist`` preset (784-256-256-10, batch 64) when MNIST is found (``--data-dir``,
 ``$INSITU_MNIST_DIR`` or ``../shared/data/mnist``), else ``digits`` (64-128-128-10, batch 32).
@@ -47,6 +50,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from insitu import config
+from insitu.algo import native
 from insitu.algo.data import Dataset, batches
 from insitu.algo.hardware import HardwareMLP
 from insitu.algo.train import CALIBRATION_SAMPLES, build_model, prepare_inputs
@@ -186,6 +190,11 @@ def main() -> None:
         "--rounds", type=int, default=5, help="the models take turns in this many chunks"
     )
     p.add_argument("--quick", action="store_true", help="smoke setting: 20 steps, 2 warm-up")
+    p.add_argument(
+        "--device-effects",
+        action="store_true",
+        help="hardware runs with the device model (array.device_effects=true)",
+    )
     common.add_common_options(p, SCRIPT)
     args = p.parse_args()
 
@@ -195,6 +204,8 @@ def main() -> None:
         common.fail("--steps must be >= 1, --warmup >= 0 and --rounds in 1..steps")
     common.set_threads(args.threads)
     common.warn_if_busy()
+    hardware = [*HARDWARE, "array.device_effects=true"] if args.device_effects else HARDWARE
+    common.err.print(native.status())
     rules = [r.strip() for r in args.rules.split(",") if r.strip()]
     out: Path = args.out or common.default_out(SCRIPT, args.quick)
 
@@ -221,7 +232,7 @@ def main() -> None:
                 f"timing {dataset} {rule}: torch/float/hardware, {warmup}+{steps} steps each ..."
             )
             dp_f = common.load_design(dataset, [*base, f"learning.rule={rule}"])
-            dp_h = common.load_design(dataset, [*base, f"learning.rule={rule}", *HARDWARE])
+            dp_h = common.load_design(dataset, [*base, f"learning.rule={rule}", *hardware])
             res = measure(dp_f, dp_h, data, idx, warmup, args.rounds)
             torch_ref = res["torch"]
             t, f, h = (
@@ -297,7 +308,8 @@ def main() -> None:
             "timed_steps": steps,
             "warmup_steps": warmup,
             "rounds": args.rounds,
-            "hardware_overrides": HARDWARE,
+            "hardware_overrides": hardware,
+            "native": native.status(),
             "rows": rows,
         },
     )
