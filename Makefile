@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := iverilog ngspice libngspice0-dev yosys nextpnr-ice40 fpga-icestorm g++ make perl
+APT_PACKAGES := iverilog ngspice libngspice0-dev yosys nextpnr-ice40 fpga-icestorm gcc g++ make perl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TORCH ?= torch==2.13.0
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
