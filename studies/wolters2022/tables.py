@@ -33,7 +33,11 @@ def accuracy_table(folder: Path, axis: str, label: str) -> None:
     acc: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     epochs = set()
     for r in rows:
-        key = tuple(r.overrides.get(a) for a in axis.split("+"))
+        # list-valued axes (network.layers) become hashable tuples
+        key = tuple(
+            tuple(v) if isinstance(v, list) else v
+            for v in (r.overrides.get(a) for a in axis.split("+"))
+        )
         acc[key][r.overrides["learning.rule"]].append(r.summary["test_accuracy"])
         epochs.add(r.design["learning"]["epochs"])
     seeds = {len(v) for d in acc.values() for v in d.values()}
@@ -46,14 +50,14 @@ def accuracy_table(folder: Path, axis: str, label: str) -> None:
 
     def order(k):
         return tuple(
-            float("inf") if v is None else (v if not isinstance(v, list) else sum(v)) for v in k
+            float("inf") if v is None else (v if not isinstance(v, tuple) else sum(v)) for v in k
         )
 
     for key in sorted(acc, key=order):
         bp = mean(acc[key]["bp"]) if acc[key]["bp"] else None
         dfa = mean(acc[key]["dfa"]) if acc[key]["dfa"] else None
         gap = "-" if bp is None or dfa is None else f"{100 * (bp - dfa):+.2f}"
-        name = ", ".join(str(v) for v in key)
+        name = ", ".join("-".join(map(str, v)) if isinstance(v, tuple) else str(v) for v in key)
         print(f"| {name} | {_pct(bp)} | {_pct(dfa)} | {gap} |")
 
 
