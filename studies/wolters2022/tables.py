@@ -32,14 +32,19 @@ def accuracy_table(folder: Path, axis: str, label: str) -> None:
         return
     acc: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     epochs = set()
-    for r in rows:
+    # one row per (swept values, rule, seed): a point that ran again under a new key (a
+    # design-point field added since) counts once, the latest run
+    latest: dict[tuple, object] = {}
+    for r in sorted(rows, key=lambda r: r.finished_at):
         # list-valued axes (network.layers) become hashable tuples
         key = tuple(
             tuple(v) if isinstance(v, list) else v
             for v in (r.overrides.get(a) for a in axis.split("+"))
         )
-        acc[key][r.overrides["learning.rule"]].append(r.summary["test_accuracy"])
-        epochs.add(r.design["learning"]["epochs"])
+        latest[(key, r.overrides["learning.rule"], r.design["learning"]["seed"])] = r
+    for (key, rule, _), r in latest.items():
+        acc[key][rule].append(r.summary["test_accuracy"])  # type: ignore[attr-defined]
+        epochs.add(r.design["learning"]["epochs"])  # type: ignore[attr-defined]
     seeds = {len(v) for d in acc.values() for v in d.values()}
     print(
         f"\n### {folder.name}: test accuracy (%), epochs {sorted(epochs)}, "
@@ -47,6 +52,13 @@ def accuracy_table(folder: Path, axis: str, label: str) -> None:
     )
     print(f"| {label} | BP | DFA | BP - DFA (pp) |")
     print("|---|---|---|---|")
+
+    def cell(v: list[float]) -> str:
+        if not v:
+            return "-"
+        if len(v) == 1:
+            return _pct(v[0])
+        return f"{_pct(mean(v))} ({_pct(min(v))}-{_pct(max(v))})"
 
     def order(k):
         return tuple(
@@ -58,7 +70,7 @@ def accuracy_table(folder: Path, axis: str, label: str) -> None:
         dfa = mean(acc[key]["dfa"]) if acc[key]["dfa"] else None
         gap = "-" if bp is None or dfa is None else f"{100 * (bp - dfa):+.2f}"
         name = ", ".join("-".join(map(str, v)) if isinstance(v, tuple) else str(v) for v in key)
-        print(f"| {name} | {_pct(bp)} | {_pct(dfa)} | {gap} |")
+        print(f"| {name} | {cell(acc[key]['bp'])} | {cell(acc[key]['dfa'])} | {gap} |")
 
 
 def cosim_tables(folder: Path, axis: str) -> None:
