@@ -29,6 +29,8 @@ from torch import Tensor
 
 from insitu.config import DesignPoint
 
+from . import native
+
 
 @dataclass(frozen=True)
 class DeviceParams:
@@ -113,26 +115,57 @@ class DeviceArray:
         fractions). Only the devices with a nonzero request are programmed, so the random
         draws (stochastic pulse rounding, C2C noise) are made for those alone."""
         p = self.params
-        idx = torch.nonzero(dw.reshape(-1), as_tuple=True)[0]
+        lib = native.library()
+        fast = lib is not None and dw.dtype in (torch.int64, torch.float64)
+        # the programmed devices, potentiated ones first, so that each curve is evaluated only
+        # where it applies; the random draws are made in ascending device order (rank), as they
+        # always were
+        if fast:
+            assert lib is not None
+            idx, rank, req, g, n_up = lib.device_gather(dw, self.g)
+        else:
+            flat = dw.reshape(-1)
+            every = torch.nonzero(flat, as_tuple=True)[0]
+            up = flat[every] > 0
+            rank = torch.cat(
+                [torch.nonzero(up, as_tuple=True)[0], torch.nonzero(~up, as_tuple=True)[0]]
+            )
+            idx = every[rank]
+            n_up = int(up.sum())
+            req = flat[idx].to(torch.float64)
+            g = self.g.view(-1)[idx]
         if idx.numel() == 0:
             return
-        pulses_f = dw.reshape(-1)[idx].to(torch.float64) * (p.levels - 1) / (2 * self.w_max)
+        pulses_f = req * (p.levels - 1) / (2 * self.w_max)
         floor = torch.floor(pulses_f)
         # float32 draws: torch's float64 normal sampler is ~6x slower on CPU
-        u = torch.rand(idx.numel(), generator=self.gen, dtype=torch.float32)
+        u = torch.rand(idx.numel(), generator=self.gen, dtype=torch.float32)[rank]
         pulses = floor + (u.to(torch.float64) < pulses_f - floor)
         step = pulses / (p.levels - 1)
-        g_flat = self.g.view(-1)
-        g = g_flat[idx]
-        g_up = _curve((_inverse(g, p.nl_ltp) + step).clamp(0, 1), p.nl_ltp)
+        g0, g1, s0, s1 = g[:n_up], g[n_up:], step[:n_up], step[n_up:]
+        g_up = _curve((_inverse(g0, p.nl_ltp) + s0).clamp(0, 1), p.nl_ltp)
         # Depression runs the mirrored curve from the top of the range.
-        g_down = 1 - _curve((_inverse(1 - g, p.nl_ltd) - step).clamp(0, 1), p.nl_ltd)
-        new = torch.where(step > 0, g_up, torch.where(step < 0, g_down, g))
+        g_down = 1 - _curve((_inverse(1 - g1, p.nl_ltd) - s1).clamp(0, 1), p.nl_ltd)
+        # a request that rounded to no pulse leaves the device as it was
+        new = torch.cat([torch.where(s0 > 0, g_up, g0), torch.where(s1 < 0, g_down, g1)])
         if p.c2c_sigma > 0:
-            noise = torch.randn(idx.numel(), generator=self.gen, dtype=torch.float32)
+            noise = torch.randn(idx.numel(), generator=self.gen, dtype=torch.float32)[rank]
             new = new + (pulses != 0) * p.c2c_sigma * torch.sqrt(pulses.abs()) * noise
         new = new.clamp(0, 1)
-        g_flat[idx] = new
+        if fast:
+            assert lib is not None
+            lib.device_scatter(
+                idx,
+                new,
+                self.g,
+                gain=self.gain,
+                stuck=self.stuck,
+                stuck_value=self.stuck_value,
+                w_max=self.w_max,
+                w=self._w,
+            )
+            return
+        self.g.view(-1)[idx] = new
         if self._w is not None:
             self._w.view(-1)[idx] = self._read(
                 new,

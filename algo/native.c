@@ -320,3 +320,64 @@ void insitu_hidden_delta(const void *u_any, int64_t kind, const int64_t *hidden,
       delta[i] = hidden[i] > 0 ? saturate(rshift_round((int64_t)u64[i], shift), limit) : 0;
   }
 }
+
+/* The device model's update (algo/device.py), its two memory-bound passes; the pulse and curve
+ * arithmetic between them stays in torch. Gather: the devices with a positive request, then
+ * those with a negative one (each group in ascending index), their request as float64, their
+ * conductance and their rank among all the programmed devices in ascending index (the order
+ * the random draws are made in). kind 0: int64 requests, 1: float64. Returns how many; *n_pos
+ * how many are positive. */
+#define DEVICE_GATHER(T)                                                                        \
+  {                                                                                            \
+    const T *dw = (const T *)dw_any;                                                           \
+    int64_t r = 0;                                                                             \
+    for (int64_t i = 0; i < n; ++i)                                                            \
+      if (dw[i] != 0) {                                                                        \
+        if (dw[i] > 0) {                                                                       \
+          idx[k] = i;                                                                          \
+          rank[k] = r;                                                                         \
+          req[k] = (double)dw[i];                                                              \
+          g_out[k++] = g[i];                                                                   \
+        }                                                                                      \
+        ++r;                                                                                   \
+      }                                                                                        \
+    *n_pos = k;                                                                                \
+    r = 0;                                                                                     \
+    for (int64_t i = 0; i < n; ++i)                                                            \
+      if (dw[i] != 0) {                                                                        \
+        if (dw[i] < 0) {                                                                       \
+          idx[k] = i;                                                                          \
+          rank[k] = r;                                                                         \
+          req[k] = (double)dw[i];                                                              \
+          g_out[k++] = g[i];                                                                   \
+        }                                                                                      \
+        ++r;                                                                                   \
+      }                                                                                        \
+  }
+int64_t insitu_device_gather(const void *dw_any, int64_t kind, int64_t n, const double *g,
+                             int64_t *idx, int64_t *rank, double *req, double *g_out,
+                             int64_t *n_pos) {
+  int64_t k = 0;
+  if (kind == 0)
+    DEVICE_GATHER(int64_t)
+  else
+    DEVICE_GATHER(double)
+  return k;
+}
+#undef DEVICE_GATHER
+
+/* Scatter: g[idx] = new_g and, when w is not NULL, re-read those devices as DeviceArray.read
+ * does: stuck ? stuck_value : clamp(round_half_even((2g - 1) * w_max * gain), +-w_max). */
+void insitu_device_scatter(const int64_t *idx, int64_t k, const double *new_g, double *g,
+                           const double *gain, const uint8_t *stuck, const int64_t *stuck_value,
+                           int64_t w_max, int64_t *w) {
+  for (int64_t j = 0; j < k; ++j) {
+    const int64_t i = idx[j];
+    g[i] = new_g[j];
+    if (w != NULL) {
+      double v = nearbyint((2.0 * new_g[j] - 1.0) * (double)w_max * gain[i]);
+      v = v < (double)-w_max ? (double)-w_max : (v > (double)w_max ? (double)w_max : v);
+      w[i] = stuck[i] ? stuck_value[i] : (int64_t)v;
+    }
+  }
+}

@@ -127,6 +127,10 @@ class Native:
         lib.insitu_output_error.restype = ctypes.c_double
         lib.insitu_hidden_delta.argtypes = [_P, _I, _P, _I, _I, _I, _P]
         lib.insitu_hidden_delta.restype = None
+        lib.insitu_device_gather.argtypes = [_P, _I, _I, _P, _P, _P, _P, _P, _P]
+        lib.insitu_device_gather.restype = ctypes.c_int64
+        lib.insitu_device_scatter.argtypes = [_P, _I, _P, _P, _P, _P, _P, _I, _P]
+        lib.insitu_device_scatter.restype = None
         lib.insitu_update.argtypes = [_P, _P, _I, _I, _I, _I, _I, _I, _I, _I, _I, _P, _I, _I, _P]
         lib.insitu_update.restype = None
         self._lib = lib
@@ -277,6 +281,55 @@ class Native:
             shift, 2 ** (error_bits - 1) - 1, delta.data_ptr(),
         )  # fmt: skip
         return delta
+
+    def device_gather(self, dw: Tensor, g: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:
+        """The devices with a nonzero request ``dw`` (int64 or float64, any shape), those with
+        a positive one first (each group by ascending index): their flat indices, their ranks
+        among all of them by ascending index, requests (float64), conductances ``g`` (float64,
+        dw's shape), and how many are positive."""
+        dw = dw.reshape(-1).contiguous()
+        if dw.dtype not in (torch.int64, torch.float64) or g.dtype != torch.float64:
+            raise ValueError("device_gather: dw int64/float64 and g float64 expected")
+        if not g.is_contiguous() or g.numel() != dw.numel():
+            raise ValueError("device_gather: g must be contiguous, one value per request")
+        n = dw.numel()
+        idx = torch.empty(n, dtype=torch.int64)
+        rank = torch.empty(n, dtype=torch.int64)
+        req = torch.empty(n, dtype=torch.float64)
+        gk = torch.empty(n, dtype=torch.float64)
+        n_pos = ctypes.c_int64(0)
+        k = self._lib.insitu_device_gather(
+            dw.data_ptr(), 0 if dw.dtype == torch.int64 else 1, n, g.data_ptr(),
+            idx.data_ptr(), rank.data_ptr(), req.data_ptr(), gk.data_ptr(),
+            ctypes.addressof(n_pos),
+        )  # fmt: skip
+        return idx[:k], rank[:k], req[:k], gk[:k], int(n_pos.value)
+
+    def device_scatter(
+        self,
+        idx: Tensor,
+        new_g: Tensor,
+        g: Tensor,
+        *,
+        gain: Tensor,
+        stuck: Tensor,
+        stuck_value: Tensor,
+        w_max: int,
+        w: Tensor | None,
+    ) -> None:
+        """``g[idx] = new_g`` in place and, with ``w``, re-read those devices into it (as
+        ``DeviceArray.read``)."""
+        tensors = (g, gain, stuck, stuck_value, *([w] if w is not None else []))
+        dtypes = (torch.float64, torch.float64, torch.bool, torch.int64, torch.int64)
+        for t, dt in zip(tensors, dtypes, strict=False):
+            if not t.is_contiguous() or t.dtype != dt or t.numel() != g.numel():
+                raise ValueError("device_scatter: device state tensors do not match")
+        idx, new_g = idx.contiguous(), new_g.to(torch.float64).contiguous()
+        self._lib.insitu_device_scatter(
+            idx.data_ptr(), idx.numel(), new_g.data_ptr(), g.data_ptr(), gain.data_ptr(),
+            stuck.data_ptr(), stuck_value.data_ptr(), w_max,
+            w.data_ptr() if w is not None else None,
+        )  # fmt: skip
 
     def update(
         self,

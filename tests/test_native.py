@@ -187,3 +187,33 @@ def test_a_failed_build_is_reported_and_leaves_nothing(tmp_path: Path) -> None:
     ).stdout
     assert "native kernels unavailable" in out and "failed" in out
     assert not list((tmp_path / "native").glob("*.so"))
+
+
+@pytest.mark.parametrize("kind", ["int", "float"])
+def test_device_update_native_equals_torch(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from insitu.algo.device import DeviceArray, DeviceParams
+
+    params = DeviceParams(
+        levels=97, nl_ltp=2.4, nl_ltd=-4.88, c2c_sigma=0.035, d2d_sigma=0.2,
+        read_noise_sigma=0.0, stuck_at_rate=0.05,
+    )  # fmt: skip
+    rng = np.random.default_rng(3)
+    w = torch.from_numpy(rng.integers(-120, 121, (50, 30)))
+
+    def run() -> tuple[torch.Tensor, torch.Tensor]:
+        dev = DeviceArray(w, 127, params, torch.Generator().manual_seed(5))
+        dev.read()
+        for step in range(4):
+            r = np.random.default_rng(step)
+            dw = r.integers(-6, 7, w.shape) * (r.random(w.shape) < 0.3)
+            t = torch.from_numpy(dw) if kind == "int" else torch.from_numpy(dw * 0.37)
+            dev.update(t)
+        return dev.g.clone(), dev.read().clone()
+
+    g_fast, w_fast = run()
+    with monkeypatch.context() as m:
+        _torch_only(m)
+        g_slow, w_slow = run()
+    assert torch.equal(g_fast, g_slow)
+    assert torch.equal(w_fast, w_slow)
+    assert not torch.equal(w_fast, w)  # the updates did something
