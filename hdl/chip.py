@@ -19,12 +19,11 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .arith import clamp_unsigned, encode_cells, rshift_round, saturate, tree_sum, wire
-from .blackbox import Blackbox
 from .feedback import FeedbackEngine
 from .htree import HTree
 from .memory_map import COUNTERS, Region, field_bits, payload_table
 from .params import ChipParams, bits_for
-from .subarray import Subarray
+from .pe import ProcessingElement
 from .wgu import WeightGradientUnit
 
 CHIP_ID = 0x1A5171  # "insitu"
@@ -92,21 +91,17 @@ class Chip(wiring.Component):
         ]
 
         # ---------------------------------------------------------------- arrays
-        subs: list[list[list[Subarray]]] = []
+        # one PE per column block of a layer, holding its row blocks' subarrays
+        pes: list[list[ProcessingElement]] = []
         for i, lay in enumerate(lays):
-            grid = []
-            for k in range(lay.row_blocks):
-                row = []
-                for cb in range(lay.col_blocks):
-                    sa = Subarray(p)
-                    if self.subarray_module is not None:
-                        sa = Blackbox(sa, self.subarray_module)
-                    m.submodules[f"l{i}_sa{k}_{cb}"] = sa
-                    m.d.comb += [x.eq(t) for x, t in zip(sa.thresholds, thr[i], strict=True)]
-                    m.d.comb += [x.eq(v) for x, v in zip(sa.levels, lev[i], strict=True)]
-                    row.append(sa)
-                grid.append(row)
-            subs.append(grid)
+            row = []
+            for cb in range(lay.col_blocks):
+                pe = ProcessingElement(p, lay.row_blocks, subarray_module=self.subarray_module)
+                m.submodules[f"l{i}_pe{cb}"] = pe
+                m.d.comb += [x.eq(t) for x, t in zip(pe.thresholds, thr[i], strict=True)]
+                m.d.comb += [x.eq(v) for x, v in zip(pe.levels, lev[i], strict=True)]
+                row.append(pe)
+            pes.append(row)
 
         # ---------------------------------------------------------------- buffers
         def memory(name: str, width: int, depth: int, gran: int | None = None):
@@ -138,7 +133,7 @@ class Chip(wiring.Component):
             vec = []
             for j in range(lay.fan_out):
                 cb, lane = divmod(j, nw)
-                total = tree_sum([subs[i][k][cb].y[lane] for k in range(lay.row_blocks)])
+                total = pes[i][cb].y[lane]
                 if p.encoding == "offset-binary":
                     total = total - (insum << (p.weight_bits - 1))
                 # exact for any ADC table the registers can hold (ChipParams.layer_y_bits);
@@ -188,7 +183,7 @@ class Chip(wiring.Component):
             for k in range(min(P, lay.row_blocks)):
                 blocks = [g * P + k for g in range(w.groups) if g * P + k < lay.row_blocks]
                 rows = Array(
-                    Array(subs[i][kb][cb].weights for cb in range(lay.col_blocks)) for kb in blocks
+                    Array(pes[i][cb].weights[kb] for cb in range(lay.col_blocks)) for kb in blocks
                 )
                 sel = w.grp if len(blocks) > 1 else 0
                 for lane in range(nw):
@@ -320,47 +315,59 @@ class Chip(wiring.Component):
                     a_wr.data.eq(wdata[:A].replicate(lay.row_blocks)),
                     a_wr.en.eq(Const(1, lay.row_blocks) << off[:kbits] if kbits else 1),
                 ]
-            # subarrays
-            for k in range(lay.row_blocks):
-                for cb in range(lay.col_blocks):
-                    sa = subs[i][k][cb]
+            # the PEs: shared word line and controls, per row block inputs and write ports
+            P = wgu.row_blocks
+            for cb in range(lay.col_blocks):
+                pe = pes[i][cb]
+                wgu_pe = wgu_here & (wgu.cbi == cb)
+                m.d.comb += [
+                    pe.clear.eq(clearing & is_cur),
+                    pe.accumulate.eq(accumulate & is_cur & (phase == 1)),
+                    pe.convert.eq(converting & is_cur),
+                    pe.conv_plane.eq(plane),
+                    pe.conv_sel.eq(sel),
+                ]
+                if p.rule == "bp" and i > 0:
+                    for lane in range(nw):
+                        m.d.comb += pe.delta[lane].eq(dreg[i][cb * nw + lane])
+                # a subarray whose read or write enable is low ignores the shared address
+                with m.If((phase == 1) & is_cur):
+                    m.d.comb += pe.row.eq(arr_row)
+                with m.Elif((phase == 2) & is_cur):
+                    m.d.comb += pe.row.eq(r)
+                with m.Elif((phase == 3) & wgu_pe):
+                    m.d.comb += pe.row.eq(wgu.w_row)
+                with m.Else():
+                    m.d.comb += pe.row.eq(off >> lbits)
+                with m.If((phase == 3) & wgu_pe):
+                    m.d.comb += pe.waddr.eq(wgu.w_row)
+                with m.Else():
+                    m.d.comb += pe.waddr.eq(off >> lbits)
+                for k in range(lay.row_blocks):
                     sub_id = k * lay.col_blocks + cb
                     host_sa = rg[Region.WEIGHT] & hl_is[i] & ((off >> (rbits + lbits)) == sub_id)
-                    m.d.comb += [
-                        sa.clear.eq(clearing & is_cur),
-                        sa.accumulate.eq(accumulate & is_cur & (phase == 1)),
-                        sa.act.eq(tree_out[i][k * A : (k + 1) * A]),
-                        sa.convert.eq(converting & is_cur),
-                        sa.conv_plane.eq(plane),
-                        sa.conv_sel.eq(sel),
-                    ]
-                    if p.rule == "bp" and i > 0:
-                        for lane in range(nw):
-                            m.d.comb += sa.delta[lane].eq(dreg[i][cb * nw + lane])
+                    m.d.comb += pe.act[k].eq(tree_out[i][k * A : (k + 1) * A])
                     # the WGU's lanes serve row blocks grp*P .. grp*P+P-1 in turn
-                    P = wgu.row_blocks
-                    wgu_sa = wgu_here & (wgu.cbi == cb)
+                    wgu_sa = wgu_pe
                     if wgu.groups > 1:
                         wgu_sa = wgu_sa & (wgu.grp == k // P)
                     with m.If((phase == 1) & is_cur):
-                        m.d.comb += [sa.row.eq(arr_row), sa.read.eq(arr_read)]
+                        m.d.comb += pe.read[k].eq(arr_read)
                     with m.Elif((phase == 2) & is_cur):
-                        m.d.comb += [sa.row.eq(r), sa.read.eq(t_issue)]
+                        m.d.comb += pe.read[k].eq(t_issue)
                     with m.Elif((phase == 3) & wgu_sa):
-                        m.d.comb += [sa.row.eq(wgu.w_row), sa.read.eq(wgu.w_read)]
+                        m.d.comb += pe.read[k].eq(wgu.w_read)
                     with m.Else():
-                        m.d.comb += [sa.row.eq(off >> lbits), sa.read.eq(host_rd & host_sa)]
+                        m.d.comb += pe.read[k].eq(host_rd & host_sa)
                     with m.If((phase == 3) & wgu_sa):
                         m.d.comb += [
-                            sa.waddr.eq(wgu.w_row),
-                            sa.wdata.eq(wgu.w_data[k % P]),
-                            sa.wen.eq(Mux(wgu.w_write, (1 << nw) - 1, 0)),
+                            pe.wdata[k].eq(wgu.w_data[k % P]),
+                            pe.wen[k].eq(Mux(wgu.w_write, (1 << nw) - 1, 0)),
                         ]
                     with m.Else():
                         m.d.comb += [
-                            sa.waddr.eq(off >> lbits),
-                            sa.wdata.eq(host_cells.replicate(nw)),
-                            sa.wen.eq(Mux(host_wr & host_sa, Const(1, nw) << off[:lbits], 0)),
+                            pe.wdata[k].eq(host_cells.replicate(nw)),
+                            pe.wen[k].eq(Mux(host_wr & host_sa, Const(1, nw) << off[:lbits], 0)),
                         ]
             # WGU read data
             if p.wgu == "per-layer":
@@ -595,7 +602,7 @@ class Chip(wiring.Component):
             for i, lay in enumerate(lays[:-1]):
                 nxt = lays[i + 1]
                 for k in range(nxt.row_blocks):
-                    u = tree_sum([subs[i + 1][k][cb].transposed for cb in range(nxt.col_blocks)])
+                    u = tree_sum([pes[i + 1][cb].transposed[k] for cb in range(nxt.col_blocks)])
                     d = wire(
                         m, saturate(rshift_round(u, lay.delta_shift), E), signed(E), f"bp_d{i}_{k}"
                     )
@@ -666,12 +673,12 @@ class Chip(wiring.Component):
                 for i, lay in enumerate(lays):
                     rbits = field_bits(R)
                     flat = [
-                        subs[i][k][cb]
+                        pes[i][cb].weights[k]
                         for k in range(lay.row_blocks)
                         for cb in range(lay.col_blocks)
                     ]
                     with m.If(rd_layer == i):
-                        lanes = Array(Array(sa.weights) for sa in flat)
+                        lanes = Array(Array(w) for w in flat)
                         m.d.comb += value.eq(
                             lanes[rd_off >> (rbits + lbits)][rd_off[:lbits]].as_signed()
                         )
