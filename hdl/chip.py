@@ -91,17 +91,28 @@ class Chip(wiring.Component):
         ]
 
         # ---------------------------------------------------------------- arrays
-        # one PE per column block of a layer, holding its row blocks' subarrays
-        pes: list[list[ProcessingElement]] = []
+        # A column block of a layer is a column of PEs of up to ``subarrays_per_pe`` row blocks
+        # each (the floorplan's PE); a column block's outputs are the sum of its PEs'.
+        spp = p.subarrays_per_pe
+        pes: list[list[list[ProcessingElement]]] = []
         for i, lay in enumerate(lays):
-            row = []
+            cols = []
             for cb in range(lay.col_blocks):
-                pe = ProcessingElement(p, lay.row_blocks, subarray_module=self.subarray_module)
-                m.submodules[f"l{i}_pe{cb}"] = pe
-                m.d.comb += [x.eq(t) for x, t in zip(pe.thresholds, thr[i], strict=True)]
-                m.d.comb += [x.eq(v) for x, v in zip(pe.levels, lev[i], strict=True)]
-                row.append(pe)
-            pes.append(row)
+                column = []
+                for q, k0 in enumerate(range(0, lay.row_blocks, spp)):
+                    pe = ProcessingElement(
+                        p, min(spp, lay.row_blocks - k0), subarray_module=self.subarray_module
+                    )
+                    m.submodules[f"l{i}_pe{cb}_{q}"] = pe
+                    m.d.comb += [x.eq(t) for x, t in zip(pe.thresholds, thr[i], strict=True)]
+                    m.d.comb += [x.eq(v) for x, v in zip(pe.levels, lev[i], strict=True)]
+                    column.append(pe)
+                cols.append(column)
+            pes.append(cols)
+
+        def pe_of(i: int, cb: int, k: int) -> tuple[ProcessingElement, int]:
+            """The PE holding row block k of column block cb of layer i, and k's index in it."""
+            return pes[i][cb][k // spp], k % spp
 
         # ---------------------------------------------------------------- buffers
         def memory(name: str, width: int, depth: int, gran: int | None = None):
@@ -133,7 +144,7 @@ class Chip(wiring.Component):
             vec = []
             for j in range(lay.fan_out):
                 cb, lane = divmod(j, nw)
-                total = pes[i][cb].y[lane]
+                total = tree_sum([pe.y[lane] for pe in pes[i][cb]])
                 if p.encoding == "offset-binary":
                     total = total - (insum << (p.weight_bits - 1))
                 # exact for any ADC table the registers can hold (ChipParams.layer_y_bits);
@@ -183,7 +194,11 @@ class Chip(wiring.Component):
             for k in range(min(P, lay.row_blocks)):
                 blocks = [g * P + k for g in range(w.groups) if g * P + k < lay.row_blocks]
                 rows = Array(
-                    Array(pes[i][cb].weights[kb] for cb in range(lay.col_blocks)) for kb in blocks
+                    Array(
+                        pe_of(i, cb, kb)[0].weights[pe_of(i, cb, kb)[1]]
+                        for cb in range(lay.col_blocks)
+                    )
+                    for kb in blocks
                 )
                 sel = w.grp if len(blocks) > 1 else 0
                 for lane in range(nw):
@@ -318,56 +333,57 @@ class Chip(wiring.Component):
             # the PEs: shared word line and controls, per row block inputs and write ports
             P = wgu.row_blocks
             for cb in range(lay.col_blocks):
-                pe = pes[i][cb]
                 wgu_pe = wgu_here & (wgu.cbi == cb)
-                m.d.comb += [
-                    pe.clear.eq(clearing & is_cur),
-                    pe.accumulate.eq(accumulate & is_cur & (phase == 1)),
-                    pe.convert.eq(converting & is_cur),
-                    pe.conv_plane.eq(plane),
-                    pe.conv_sel.eq(sel),
-                ]
-                if p.rule == "bp" and i > 0:
-                    for lane in range(nw):
-                        m.d.comb += pe.delta[lane].eq(dreg[i][cb * nw + lane])
-                # a subarray whose read or write enable is low ignores the shared address
-                with m.If((phase == 1) & is_cur):
-                    m.d.comb += pe.row.eq(arr_row)
-                with m.Elif((phase == 2) & is_cur):
-                    m.d.comb += pe.row.eq(r)
-                with m.Elif((phase == 3) & wgu_pe):
-                    m.d.comb += pe.row.eq(wgu.w_row)
-                with m.Else():
-                    m.d.comb += pe.row.eq(off >> lbits)
-                with m.If((phase == 3) & wgu_pe):
-                    m.d.comb += pe.waddr.eq(wgu.w_row)
-                with m.Else():
-                    m.d.comb += pe.waddr.eq(off >> lbits)
+                for pe in pes[i][cb]:
+                    m.d.comb += [
+                        pe.clear.eq(clearing & is_cur),
+                        pe.accumulate.eq(accumulate & is_cur & (phase == 1)),
+                        pe.convert.eq(converting & is_cur),
+                        pe.conv_plane.eq(plane),
+                        pe.conv_sel.eq(sel),
+                    ]
+                    if p.rule == "bp" and i > 0:
+                        for lane in range(nw):
+                            m.d.comb += pe.delta[lane].eq(dreg[i][cb * nw + lane])
+                    # a subarray whose read or write enable is low ignores the shared address
+                    with m.If((phase == 1) & is_cur):
+                        m.d.comb += pe.row.eq(arr_row)
+                    with m.Elif((phase == 2) & is_cur):
+                        m.d.comb += pe.row.eq(r)
+                    with m.Elif((phase == 3) & wgu_pe):
+                        m.d.comb += pe.row.eq(wgu.w_row)
+                    with m.Else():
+                        m.d.comb += pe.row.eq(off >> lbits)
+                    with m.If((phase == 3) & wgu_pe):
+                        m.d.comb += pe.waddr.eq(wgu.w_row)
+                    with m.Else():
+                        m.d.comb += pe.waddr.eq(off >> lbits)
                 for k in range(lay.row_blocks):
+                    pe, kk = pe_of(i, cb, k)
                     sub_id = k * lay.col_blocks + cb
                     host_sa = rg[Region.WEIGHT] & hl_is[i] & ((off >> (rbits + lbits)) == sub_id)
-                    m.d.comb += pe.act[k].eq(tree_out[i][k * A : (k + 1) * A])
+                    m.d.comb += pe.act[kk].eq(tree_out[i][k * A : (k + 1) * A])
                     # the WGU's lanes serve row blocks grp*P .. grp*P+P-1 in turn
                     wgu_sa = wgu_pe
                     if wgu.groups > 1:
                         wgu_sa = wgu_sa & (wgu.grp == k // P)
                     with m.If((phase == 1) & is_cur):
-                        m.d.comb += pe.read[k].eq(arr_read)
+                        m.d.comb += pe.read[kk].eq(arr_read)
                     with m.Elif((phase == 2) & is_cur):
-                        m.d.comb += pe.read[k].eq(t_issue)
+                        m.d.comb += pe.read[kk].eq(t_issue)
                     with m.Elif((phase == 3) & wgu_sa):
-                        m.d.comb += pe.read[k].eq(wgu.w_read)
+                        m.d.comb += pe.read[kk].eq(wgu.w_read)
                     with m.Else():
-                        m.d.comb += pe.read[k].eq(host_rd & host_sa)
+                        m.d.comb += pe.read[kk].eq(host_rd & host_sa)
                     with m.If((phase == 3) & wgu_sa):
                         m.d.comb += [
-                            pe.wdata[k].eq(wgu.w_data[k % P]),
-                            pe.wen[k].eq(Mux(wgu.w_write, (1 << nw) - 1, 0)),
+                            pe.wdata[kk].eq(wgu.w_data[k % P]),
+                            pe.wen[kk].eq(Mux(wgu.w_write, (1 << nw) - 1, 0)),
                         ]
                     with m.Else():
                         m.d.comb += [
-                            pe.wdata[k].eq(host_cells.replicate(nw)),
-                            pe.wen[k].eq(Mux(host_wr & host_sa, Const(1, nw) << off[:lbits], 0)),
+                            pe.wdata[kk].eq(host_cells.replicate(nw)),
+                            pe.wen[kk].eq(Mux(host_wr & host_sa, Const(1, nw) << off[:lbits], 0)),
                         ]
             # WGU read data
             if p.wgu == "per-layer":
@@ -602,7 +618,12 @@ class Chip(wiring.Component):
             for i, lay in enumerate(lays[:-1]):
                 nxt = lays[i + 1]
                 for k in range(nxt.row_blocks):
-                    u = tree_sum([pes[i + 1][cb].transposed[k] for cb in range(nxt.col_blocks)])
+                    u = tree_sum(
+                        [
+                            pe.transposed[kk]
+                            for pe, kk in (pe_of(i + 1, cb, k) for cb in range(nxt.col_blocks))
+                        ]
+                    )
                     d = wire(
                         m, saturate(rshift_round(u, lay.delta_shift), E), signed(E), f"bp_d{i}_{k}"
                     )
@@ -673,9 +694,12 @@ class Chip(wiring.Component):
                 for i, lay in enumerate(lays):
                     rbits = field_bits(R)
                     flat = [
-                        pes[i][cb].weights[k]
-                        for k in range(lay.row_blocks)
-                        for cb in range(lay.col_blocks)
+                        pe.weights[kk]
+                        for pe, kk in (
+                            pe_of(i, cb, k)
+                            for k in range(lay.row_blocks)
+                            for cb in range(lay.col_blocks)
+                        )
                     ]
                     with m.If(rd_layer == i):
                         lanes = Array(Array(w) for w in flat)
