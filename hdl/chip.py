@@ -1,4 +1,4 @@
-"""The chip top: layers of subarrays, batch buffers, feedback path, WGUs, sequencer, host port.
+"""The chip top: layers of PEs, batch buffers, feedback path, WGUs, sequencer, host port.
 
 A host loads weights, ADC tables, inputs and labels through a command stream, writes START
 with the number of samples, and the sequencer runs the whole batch on its own: for every
