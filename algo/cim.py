@@ -30,6 +30,8 @@ _F32_EXACT = 2**24
 _I32_MAX = 2**31 - 1
 # int8 cells hold at most 7-bit cells (torch._int_mm takes signed int8 operands)
 _INT8_CELL_BITS = 7
+# torch._int_mm is not public API: without it the cells stay float32 (float BLAS products)
+_HAS_INT_MM = hasattr(torch, "_int_mm")
 
 
 def slice_weights(w: Tensor, plan: IntegerPlan) -> Tensor:
@@ -41,7 +43,7 @@ def slice_weights(w: Tensor, plan: IntegerPlan) -> Tensor:
     shifting and masking every weight in torch).
     """
     lib = native.library()
-    if lib is not None and plan.cell_bits <= _INT8_CELL_BITS:
+    if lib is not None and plan.cell_bits <= _INT8_CELL_BITS and _HAS_INT_MM:
         return lib.slice_cells(
             w.to(torch.int64),
             plan.weight_bits,

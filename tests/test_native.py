@@ -217,3 +217,17 @@ def test_device_update_native_equals_torch(kind: str, monkeypatch: pytest.Monkey
     assert torch.equal(g_fast, g_slow)
     assert torch.equal(w_fast, w_slow)
     assert not torch.equal(w_fast, w)  # the updates did something
+
+
+def test_without_int_mm_the_cells_stay_float(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A torch without the private ``_int_mm`` keeps float32 cells and the native ADC."""
+    plan = _plan()
+    rng = np.random.default_rng(11)
+    a = torch.from_numpy(rng.integers(0, 256, (4, 200)))
+    w = torch.from_numpy(rng.integers(-127, 128, (200, 9)))
+    adc = cim.Converter(uniform_adc(5, 60), plan.max_partial_sum)
+    fast = cim.cim_matmul(a, cim.slice_weights(w, plan), plan, adc, 9)
+    monkeypatch.setattr(cim, "_HAS_INT_MM", False)
+    cells = cim.slice_weights(w, plan)
+    assert cells.dtype == torch.float32
+    assert torch.equal(cim.cim_matmul(a, cells, plan, adc, 9), fast)
