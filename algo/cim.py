@@ -211,15 +211,16 @@ class Requantize:
 
     def __call__(self, y: Tensor) -> Tensor:
         if self.kind == "hidden":
-            return _rshift_round(y.clamp(min=0), self.shift).clamp(max=self.limit)
-        return _rshift_round(y, self.shift).clamp(-self.limit, self.limit)
+            return rshift_round(y.clamp(min=0), self.shift).clamp(max=self.limit)
+        return rshift_round(y, self.shift).clamp(-self.limit, self.limit)
 
     @property
     def mode(self) -> int:
         return 1 if self.kind == "hidden" else 2
 
 
-def _rshift_round(v: Tensor, s: int) -> Tensor:
+def rshift_round(v: Tensor, s: int) -> Tensor:
+    """``v / 2**s`` rounded half up (``v << -s`` for s <= 0), the contract's shift."""
     return v << (-s) if s <= 0 else (v + (1 << (s - 1))) >> s
 
 
@@ -246,7 +247,15 @@ def cim_matmul(
     narrow = (2**plan.activation_bits - 1) * top <= _I32_MAX
     uniform = adc.native_uniform
     bits = plan.activation_bits
-    if lib is not None and read_noise == 0 and cells.dtype == torch.int8:
+    if lib is None:
+        ps = partial_sums(a, cells, plan)
+        if read_noise > 0:
+            ps = _noisy(ps, plan, adc, read_noise, generator)
+        y = accumulate(adc(ps.to(torch.float32)), a.shape[0], n_out, plan, top)
+        if plan.encoding == "offset-binary":
+            y = y - (2 ** (plan.weight_bits - 1)) * a.to(torch.int64).sum(1, keepdim=True)
+        return requantize(y) if requantize else y
+    if read_noise == 0 and cells.dtype == torch.int8:
         # each subarray's product is converted while it is still in cache; all-zero input
         # planes are skipped (they add nothing when the ADC's level of 0 is 0)
         planes, rowmap, counts = lib.bit_planes(a, bits, plan.rows, skip_zero=adc.zero_at_zero)
@@ -262,38 +271,42 @@ def cim_matmul(
                 lib.uniform_subarray(out, rowmap[s], n, bits, uniform, acc)
             else:
                 lib.adc_subarray(out, rowmap[s], n, bits, adc.lut_i32, acc, narrow=narrow)
-        offset_binary = plan.encoding == "offset-binary"
-        return lib.reduce_cells(
-            acc,
-            _cell_coefficients(plan),
-            rowsum=a.sum(1) if offset_binary else None,
-            offset=2 ** (plan.weight_bits - 1) if offset_binary else 0,
-            mode=requantize.mode if requantize else 0,
-            shift=requantize.shift if requantize else 0,
-            limit=requantize.limit if requantize else 0,
-        )
     else:
         ps = partial_sums(a, cells, plan)
         if read_noise > 0:
-            ps = ps.to(torch.float32)
-            sigma = read_noise * torch.sqrt(ps * (2**plan.cell_bits - 1))
-            noise = torch.randn(ps.shape, generator=generator, dtype=torch.float32)
-            ps = torch.floor(ps + sigma * noise).clamp_(0, adc.max_sum)
-        if lib is not None:
-            # sample-major rows for the kernel
-            n_sub, width, batch = ps.shape[0], ps.shape[2], a.shape[0]
-            ps = ps.to(torch.int32).view(n_sub, bits, batch, width).transpose(1, 2).contiguous()
-            ps = ps.view(n_sub, batch * bits, width)
-            rowmap = torch.arange(batch * bits, dtype=torch.int32)
-            acc = torch.zeros(batch, width, dtype=torch.int64)
-            for s in range(n_sub):
-                lib.adc_subarray(ps[s], rowmap, batch * bits, bits, adc.lut_i32, acc, narrow=narrow)
-            y = lib.reduce_cells(acc, _cell_coefficients(plan))
-        else:
-            y = accumulate(adc(ps.to(torch.float32)), a.shape[0], n_out, plan, top)
-    if plan.encoding == "offset-binary":
-        y = y - (2 ** (plan.weight_bits - 1)) * a.to(torch.int64).sum(1, keepdim=True)
-    return requantize(y) if requantize else y
+            ps = _noisy(ps, plan, adc, read_noise, generator)
+        # sample-major rows for the kernel
+        n_sub, width, batch = ps.shape[0], ps.shape[2], a.shape[0]
+        ps = ps.to(torch.int32).view(n_sub, bits, batch, width).transpose(1, 2).contiguous()
+        ps = ps.view(n_sub, batch * bits, width)
+        rows = torch.arange(batch * bits, dtype=torch.int32)
+        acc = torch.zeros(batch, width, dtype=torch.int64)
+        for s in range(n_sub):
+            lib.adc_subarray(ps[s], rows, batch * bits, bits, adc.lut_i32, acc, narrow=narrow)
+    offset_binary = plan.encoding == "offset-binary"
+    return lib.reduce_cells(
+        acc,
+        _cell_coefficients(plan),
+        rowsum=a.sum(1) if offset_binary else None,
+        offset=2 ** (plan.weight_bits - 1) if offset_binary else 0,
+        mode=requantize.mode if requantize else 0,
+        shift=requantize.shift if requantize else 0,
+        limit=requantize.limit if requantize else 0,
+    )
+
+
+def _noisy(
+    ps: Tensor,
+    plan: IntegerPlan,
+    adc: Converter,
+    read_noise: float,
+    generator: torch.Generator | None,
+) -> Tensor:
+    """Partial sums with relative conductance read noise, floored and clamped to the ADC input."""
+    ps = ps.to(torch.float32)
+    sigma = read_noise * torch.sqrt(ps * (2**plan.cell_bits - 1))
+    noise = torch.randn(ps.shape, generator=generator, dtype=torch.float32)
+    return torch.floor(ps + sigma * noise).clamp_(0, adc.max_sum)
 
 
 def partial_sum_histogram(a: Tensor, cells: Tensor, plan: IntegerPlan) -> Tensor:

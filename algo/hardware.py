@@ -23,6 +23,7 @@ from .cim import (
     cim_matmul,
     partial_sum_histogram,
     percentile_from_histogram,
+    rshift_round,
     slice_weights,
 )
 from .device import DeviceArray, DeviceParams
@@ -31,10 +32,6 @@ from .plan import IntegerPlan, make_plan, uniform_adc, weight_range_exponent
 
 M32 = 0xFFFFFFFF
 MAX_LR_SHIFT = 4
-
-
-def _rshift_round(v: Tensor, s: int) -> Tensor:
-    return v << (-s) if s <= 0 else (v + (1 << (s - 1))) >> s
 
 
 def _sat(v: Tensor, bits: int) -> Tensor:
@@ -48,11 +45,6 @@ def _fmatmul(a: Tensor, b: Tensor, bound: int) -> Tensor:
     float64 (operands of the contract stay far below 2**53). Every sum is an exact integer."""
     dt = torch.float32 if a.shape[1] * bound < 2**24 else torch.float64
     return a.to(dt) @ b.to(dt)
-
-
-def _imatmul(a: Tensor, b: Tensor, bound: int) -> Tensor:
-    """:func:`_fmatmul` as int64."""
-    return _fmatmul(a, b, bound).to(torch.int64)
 
 
 def _dither(layer: int, step: int, shape: tuple[int, int], seed: int) -> Tensor:
@@ -213,7 +205,7 @@ class HardwareMLP:
             if lib is not None:
                 deltas[i] = lib.hidden_delta(u, hidden[i], shift, plan.error_bits)
             else:
-                deltas[i] = _sat(_rshift_round(u.to(torch.int64), shift), plan.error_bits) * (
+                deltas[i] = _sat(rshift_round(u.to(torch.int64), shift), plan.error_bits) * (
                     hidden[i] > 0
                 )
         inputs = [a0, *hidden]
@@ -245,7 +237,7 @@ class HardwareMLP:
             if s <= 0:
                 r = g << (-s)
             elif not dither:
-                r = _rshift_round(g, s)
+                r = rshift_round(g, s)
             else:
                 words = _dither(i, self.step, (g.shape[0], g.shape[1]), plan.hash_seed)
                 r = (g + (words >> (32 - s) if s <= 32 else words << (s - 32))) >> s

@@ -330,29 +330,20 @@ void insitu_hidden_delta(const void *u_any, int64_t kind, const int64_t *hidden,
 #define DEVICE_GATHER(T)                                                                        \
   {                                                                                            \
     const T *dw = (const T *)dw_any;                                                           \
-    int64_t r = 0;                                                                             \
-    for (int64_t i = 0; i < n; ++i)                                                            \
-      if (dw[i] != 0) {                                                                        \
-        if (dw[i] > 0) {                                                                       \
-          idx[k] = i;                                                                          \
-          rank[k] = r;                                                                         \
-          req[k] = (double)dw[i];                                                              \
-          g_out[k++] = g[i];                                                                   \
+    for (int64_t sign = 1; sign >= -1; sign -= 2) {                                            \
+      int64_t r = 0;                                                                           \
+      for (int64_t i = 0; i < n; ++i)                                                          \
+        if (dw[i] != 0) {                                                                      \
+          if ((dw[i] > 0) == (sign > 0)) {                                                     \
+            idx[k] = i;                                                                        \
+            rank[k] = r;                                                                       \
+            req[k] = (double)dw[i];                                                            \
+            g_out[k++] = g[i];                                                                 \
+          }                                                                                    \
+          ++r;                                                                                 \
         }                                                                                      \
-        ++r;                                                                                   \
-      }                                                                                        \
-    *n_pos = k;                                                                                \
-    r = 0;                                                                                     \
-    for (int64_t i = 0; i < n; ++i)                                                            \
-      if (dw[i] != 0) {                                                                        \
-        if (dw[i] < 0) {                                                                       \
-          idx[k] = i;                                                                          \
-          rank[k] = r;                                                                         \
-          req[k] = (double)dw[i];                                                              \
-          g_out[k++] = g[i];                                                                   \
-        }                                                                                      \
-        ++r;                                                                                   \
-      }                                                                                        \
+      if (sign > 0) *n_pos = k;                                                                \
+    }                                                                                          \
   }
 int64_t insitu_device_gather(const void *dw_any, int64_t kind, int64_t n, const double *g,
                              int64_t *idx, int64_t *rank, double *req, double *g_out,

@@ -231,3 +231,28 @@ def test_without_int_mm_the_cells_stay_float(monkeypatch: pytest.MonkeyPatch) ->
     cells = cim.slice_weights(w, plan)
     assert cells.dtype == torch.float32
     assert torch.equal(cim.cim_matmul(a, cells, plan, adc, 9), fast)
+
+
+@pytest.mark.parametrize("encoding", ["differential", "offset-binary"])
+def test_read_noise_path_native_equals_torch(
+    encoding: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The noisy path (float partial sums, then the native ADC and reduce) matches torch."""
+    plan = _plan(encoding=encoding, rows=64)
+    rng = np.random.default_rng(13)
+    a = torch.from_numpy(rng.integers(0, 256, (5, 150)))
+    w = torch.from_numpy(rng.integers(-127, 128, (150, 7)))
+    table = uniform_adc(5, 90)
+    rq = cim.Requantize("output", 6, 127)
+
+    def run() -> torch.Tensor:
+        adc = cim.Converter(table, plan.max_partial_sum)
+        gen = torch.Generator().manual_seed(3)
+        cells = cim.slice_weights(w, plan)
+        return cim.cim_matmul(a, cells, plan, adc, 7, read_noise=0.05, generator=gen, requantize=rq)
+
+    fast = run()
+    with monkeypatch.context() as m:
+        _torch_only(m)
+        slow = run()
+    assert torch.equal(fast, slow)
