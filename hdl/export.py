@@ -97,10 +97,14 @@ def core_file(name: str, verilog_file: str) -> str:
 SUBARRAY = "insitu_subarray"
 
 
-def to_verilog(p: ChipParams) -> tuple[Chip, str]:
-    """The chip's Verilog: the subarray module once, then the top that instantiates it."""
+def to_verilog(p: ChipParams, *, core_module: str | None = None) -> tuple[Chip, str]:
+    """The chip's Verilog: the subarray module once, then the top that instantiates it.
+
+    ``core_module``: the subarrays instantiate their arithmetic core as that module, which
+    the text does not define (the co-simulation's behavioural model,
+    :mod:`insitu.cosim.subarray_model`); None generates the core as RTL."""
     chip = Chip(p, subarray_module=SUBARRAY)
-    sub = verilog.convert(Subarray(p), name=SUBARRAY, emit_src=False)
+    sub = verilog.convert(Subarray(p, core_module=core_module), name=SUBARRAY, emit_src=False)
     top = verilog.convert(chip, name=TOP, emit_src=False)
     return chip, sub + "\n" + top
 
