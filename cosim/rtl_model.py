@@ -146,6 +146,9 @@ class RtlCheckedMLP(HardwareMLP):
             return
         got = self.session.read_weights()
         self.stats.weight_checks += 1
+        # the counters again, so that they hold the read-back the harness subtracts
+        ctr = self.session.read_counters()
+        self.stats.counters = {k: v + self._counter_base.get(k, 0) for k, v in ctr.items()}
         for i, (g, w) in enumerate(zip(got, self.weights, strict=True)):
             want = w.numpy()
             if not np.array_equal(g, want):

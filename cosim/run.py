@@ -25,11 +25,38 @@ from ..hdl.export import to_verilog
 from ..hdl.params import ChipParams, HardwareError
 from .metrics import summarize
 from .rtl_model import Mismatch, RtlCheckedMLP, check_design
+from .segments import SegmentedRtlMLP
 from .session import AmaranthBackend, Backend, ChipSession, VerilatorBackend
+from .subarray_model import core_model
 
-__all__ = ["Engine", "chip_for", "run_cosim"]
+__all__ = ["AUTO_MODEL_SUBARRAYS", "Engine", "SubarrayCore", "chip_for", "core_for", "run_cosim"]
 
 Engine = Literal["verilator", "amaranth"]
+SubarrayCore = Literal["auto", "rtl", "model"]
+
+# Above this many subarrays in the chip, ``auto`` puts the behavioural core model
+# (.subarray_model) in the Verilator build. Measured on 784-16-10 with 128 x 128 subarrays
+# (8 of them; 2026-11-30, 2 cores): RTL cores took 548 s to build and ran 21k cycles/s; the
+# model built in 20 s and ran 109k cycles/s, with the same cycle counts.
+AUTO_MODEL_SUBARRAYS = 8
+
+
+def core_for(p: ChipParams, engine: str, subarray_core: str) -> Literal["rtl", "model"]:
+    """Which subarray core a run uses: ``rtl`` or ``model`` (``auto`` resolved)."""
+    from ..config import DesignError
+
+    if subarray_core not in ("auto", "rtl", "model"):
+        raise DesignError(f"--subarray-core = {subarray_core!r}: allowed: auto, rtl, model")
+    if engine == "amaranth":
+        if subarray_core == "model":
+            raise DesignError(
+                "--subarray-core = 'model' needs --engine verilator (the model is DPI-C code); "
+                "allowed with --engine amaranth: auto, rtl"
+            )
+        return "rtl"
+    if subarray_core == "auto":
+        return "model" if p.total_subarrays > AUTO_MODEL_SUBARRAYS else "rtl"
+    return "rtl" if subarray_core == "rtl" else "model"
 
 
 def chip_for(dp: DesignPoint) -> ChipParams:
@@ -43,10 +70,20 @@ def chip_for(dp: DesignPoint) -> ChipParams:
 
 
 def make_backend(
-    p: ChipParams, engine: Engine, *, threads: int = 1, fast_build: bool = False
+    p: ChipParams,
+    engine: Engine,
+    *,
+    threads: int = 1,
+    fast_build: bool = False,
+    core: Literal["rtl", "model"] = "rtl",
 ) -> Backend:
     if engine == "amaranth":
         return AmaranthBackend(p)
+    if core == "model":
+        cm = core_model(p)
+        _, verilog = to_verilog(p, core_module=cm.module)
+        sources = {f"{cm.module}.sv": cm.verilog, f"{cm.module}.cpp": cm.cpp}
+        return VerilatorBackend(verilog, threads=threads, fast_build=fast_build, sources=sources)
     _, verilog = to_verilog(p)
     return VerilatorBackend(verilog, threads=threads, fast_build=fast_build)
 
@@ -60,48 +97,86 @@ def run_cosim(
     engine: Engine = "verilator",
     weight_check_every: int = 50,
     fast_build: bool = False,
+    subarray_core: str = "auto",
+    instances: int = 1,
     progress: Progress | None = None,
     on_status: Any = None,
 ) -> dict[str, Any]:
-    """Train with the chip in the loop; returns (and writes) the summary."""
+    """Train with the chip in the loop; returns (and writes) the summary.
+
+    ``subarray_core``: ``rtl`` simulates every subarray's arithmetic as RTL, ``model`` puts
+    the behavioural model of :mod:`.subarray_model` in its place (the rest of the chip stays
+    RTL), ``auto`` takes the model above :data:`AUTO_MODEL_SUBARRAYS` subarrays.
+
+    ``instances`` > 1: that many chip instances, each checking a contiguous segment of every
+    epoch in its own thread (:class:`.segments.SegmentedRtlMLP`); needs ``rtl_every`` = 1."""
     from ..config import DesignError
 
     check_design(dp, rtl_every)
     if engine not in ("verilator", "amaranth"):
         raise DesignError(f"--engine = {engine!r}: allowed: verilator, amaranth")
+    if instances < 1 or (instances > 1 and (rtl_every != 1 or engine != "verilator")):
+        raise DesignError(
+            f"--instances = {instances}: allowed: 1, or more with --rtl-every 1 and "
+            "--engine verilator"
+        )
+    p = chip_for(dp)
+    core = core_for(p, engine, subarray_core)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     # the golden model runs beside the chip's thread: one torch thread leaves the other core
     # to the RTL
     torch.set_num_threads(1)
-    p = chip_for(dp)
     t0 = time.perf_counter()
     if on_status:
-        on_status(f"building the {engine} model of the chip (cached after the first time)")
-    backend = make_backend(p, engine, fast_build=fast_build)
+        what = "RTL" if core == "rtl" else "behavioural model (DPI-C)"
+        on_status(
+            f"building the {engine} model of the chip, subarray cores as {what} "
+            "(cached after the first time)"
+        )
+    backends = [make_backend(p, engine, fast_build=fast_build, core=core) for _ in range(instances)]
     build_s = time.perf_counter() - t0
-    reused = bool(getattr(getattr(backend, "build", None), "reused", False))
-    session = ChipSession(p, backend)
-    model = RtlCheckedMLP(dp, session, rtl_every=rtl_every, weight_check_every=weight_check_every)
+    reused = bool(getattr(getattr(backends[0], "build", None), "reused", False))
+    sessions = [ChipSession(p, b) for b in backends]
     data = load_data(dp)
+    model: RtlCheckedMLP | SegmentedRtlMLP
+    if instances == 1:
+        model = RtlCheckedMLP(
+            dp, sessions[0], rtl_every=rtl_every, weight_check_every=weight_check_every
+        )
+    else:
+        model = SegmentedRtlMLP(
+            dp,
+            sessions,
+            batches_per_epoch=-(-len(data.y_train) // dp.learning.batch_size),
+            weight_check_every=weight_check_every,
+        )
+        model.on_rtl = progress
     if on_status:
         on_status("training with the chip in the loop")
     t1 = time.perf_counter()
     try:
         summary = train(dp, out, resume=resume, progress=progress, data=data, model=model)
+        if isinstance(model, SegmentedRtlMLP):
+            model.join()
+        else:
+            model.stats.verify_bits = model._verify_base + sessions[0].verify_bits
     except Mismatch as exc:
         write_text(out / "mismatch.txt", str(exc) + "\n")
         write_json(
             out / "cosim_failure.json",
             {"mismatches": model.stats.mismatches, "stats": model.stats.to_dict()},
         )
-        session.close()
         raise
+    finally:
+        if isinstance(model, SegmentedRtlMLP):
+            model.close()
+        # this process's cycles: host port, training and checks, all instances
+        simulated = sum(b.cycles for b in backends)
+        for sess in sessions:
+            sess.close()
     train_s = time.perf_counter() - t1
     stats = model.stats
-    stats.verify_bits = model._verify_base + session.verify_bits
-    simulated = backend.cycles  # this process's cycles: host port, training and checks
-    session.close()
     metrics = summarize(
         dp,
         p,
@@ -113,7 +188,9 @@ def run_cosim(
         {
             "command": "cosim",
             "engine": engine,
+            "subarray_core": core,
             "rtl_every": rtl_every,
+            "instances": instances,
             "mismatches": stats.mismatches,
             "rtl": stats.to_dict(),
             "build_s": build_s,

@@ -47,8 +47,16 @@ class VerilatorBackend:
         threads: int = 1,
         jobs: int = 2,
         fast_build: bool = False,
+        sources: dict[str, str] | None = None,
     ) -> None:
-        self.build = build(verilog, cache=cache, threads=threads, jobs=jobs, fast_build=fast_build)
+        self.build = build(
+            verilog,
+            cache=cache,
+            threads=threads,
+            jobs=jobs,
+            fast_build=fast_build,
+            sources=sources,
+        )
         self.model = VerilatorModel(self.build.library)
 
     def run(self, program: np.ndarray) -> np.ndarray:

@@ -81,7 +81,7 @@ module {module} (
   {(", " + chr(10) + "  ").join(decl)}
 );
   import "DPI-C" function chandle {module}_new();
-  import "DPI-C" function void {module}_step(input chandle h, input int flags, input int act,
+  import "DPI-C" function int {module}_step(input chandle h, input int flags, input int act,
     input int plane, input int sel, input bit [{cw - 1}:0] cells, input bit [{tw - 1}:0] thr,
     input bit [{lw - 1}:0] lev, output bit [{yw - 1}:0] y);
   chandle h;
@@ -89,11 +89,11 @@ module {module} (
   reg [{yw - 1}:0] y_q = {yw}'d0;
   bit [{yw - 1}:0] y_n;
   always @(posedge clk) begin
-    if (rst | clear | accumulate | convert) begin
-      {module}_step(h, {{28'd0, convert, accumulate, clear, rst}}, 32'(act), 32'(conv_plane),
-        32'(conv_sel), cells, {_concat(thr)}, {_concat(lev)}, y_n);
+    // the model returns 1 when the accumulators (and so y) may have changed
+    if ((rst | clear | accumulate | convert) && {module}_step(h,
+        {{28'd0, convert, accumulate, clear, rst}}, 32'(act), 32'(conv_plane), 32'(conv_sel),
+        cells, {_concat(thr)}, {_concat(lev)}, y_n) != 0)
       y_q <= y_n;
-    end
   end
 {outs}
 endmodule
@@ -132,12 +132,13 @@ extern "C" void* {module}_new() {{
     return k;
 }}
 
-extern "C" void {module}_step(void* h, int flags, int act, int plane, int sel,
+extern "C" int {module}_step(void* h, int flags, int act, int plane, int sel,
                               const svBitVecVal* cells, const svBitVecVal* thr,
                               const svBitVecVal* lev, svBitVecVal* y) {{
     auto* k = static_cast<Core*>(h);
     const bool rst = flags & 1, clear = flags & 2, accumulate = flags & 4, convert = flags & 8;
-    if (rst || clear) {{
+    bool changed = rst || clear;
+    if (changed) {{
         std::memset(k, 0, sizeof(Core));
     }} else {{
         if (convert && plane < A) {{
@@ -154,6 +155,7 @@ extern "C" void {module}_step(void* h, int flags, int act, int plane, int sel,
                 const uint64_t level = field(lev, code * LB, LB);
                 k->acc[col] = (k->acc[col] + (level << plane)) & ACC_MASK;
             }}
+            changed = true;
         }}
         if (accumulate) {{
             uint32_t cell[COLS];
@@ -166,6 +168,7 @@ extern "C" void {module}_step(void* h, int flags, int act, int plane, int sel,
             }}
         }}
     }}
+    if (!changed) return 0;  // an accumulation alone leaves y as it was
     // y[j]: the accumulators shifted by slice, positive minus negative polarity, wrapped to YB
     std::memset(y, 0, sizeof(svBitVecVal) * (({yw} + 31) / 32));
     for (int j = 0; j < NW; ++j) {{
@@ -180,6 +183,7 @@ extern "C" void {module}_step(void* h, int flags, int act, int plane, int sel,
         for (int b = 0; b < YB; ++b)
             if ((bits >> b) & 1) y[(j * YB + b) >> 5] |= svBitVecVal(1) << ((j * YB + b) & 31);
     }}
+    return 1;
 }}
 """
     return CoreModel(module, verilog, cpp)

@@ -66,6 +66,8 @@ def cosim(
     explain: bool,
     weight_check_every: int,
     fast_build: bool = False,
+    subarray_core: str = "auto",
+    instances: int = 1,
 ) -> None:
     """The body of ``insitu cosim`` (registered in :mod:`insitu.cli`)."""
     # the chip computes the integer contract: hardware mode unless the user asked otherwise
@@ -79,32 +81,27 @@ def cosim(
         if explain:
             explain_costs(dp)
             return
-        _run(dp, design, out_dir, rtl_every, resume, engine, quiet, weight_check_every, fast_build)
+        kwargs: dict[str, Any] = {
+            "rtl_every": rtl_every,
+            "resume": resume,
+            "engine": engine,
+            "weight_check_every": weight_check_every,
+            "fast_build": fast_build,
+            "subarray_core": subarray_core,
+            "instances": instances,
+        }
+        _run(dp, design, out_dir, quiet, kwargs)
     except PlanError as exc:  # an ADC table file or LUT that cannot be used
         raise config.DesignError(str(exc)) from None
 
 
 def _run(
-    dp: config.DesignPoint,
-    design: str,
-    out_dir: Path,
-    rtl_every: int,
-    resume: bool,
-    engine: str,
-    quiet: bool,
-    weight_check_every: int,
-    fast_build: bool,
+    dp: config.DesignPoint, design: str, out_dir: Path, quiet: bool, kwargs: dict[str, Any]
 ) -> None:
     from .cosim.rtl_model import Mismatch
     from .cosim.run import run_cosim
 
-    kwargs: dict[str, Any] = {
-        "rtl_every": rtl_every,
-        "resume": resume,
-        "engine": engine,
-        "weight_check_every": weight_check_every,
-        "fast_build": fast_build,
-    }
+    engine = kwargs["engine"]
     try:
         summary = run_cosim(dp, out_dir, **kwargs) if quiet else _with_progress(dp, out_dir, kwargs)
     except Mismatch as exc:
@@ -120,7 +117,8 @@ def _run(
     lat = summary["latency_s"]["per_sample"]
     e = summary["energy_j"]
     out.print(
-        f"[bold]{dp.learning.rule.upper()}[/] with the RTL in the loop ({engine}): test accuracy "
+        f"[bold]{dp.learning.rule.upper()}[/] with the RTL in the loop ({engine}, subarray "
+        f"cores: {summary['subarray_core']}): test accuracy "
         f"{summary['test_accuracy']:.2%}, {summary['rtl']['rtl_samples']:,} samples through the "
         f"RTL, {summary['mismatches']} mismatches; per sample "
         f"{summary['cycles']['per_sample']['forward']:.0f}/"
@@ -140,12 +138,20 @@ def _with_progress(dp: config.DesignPoint, out_dir: Path, kwargs: dict[str, Any]
         MofNCompleteColumn(),
         TextColumn(
             "acc {task.fields[acc]:.2%}  test {task.fields[test]}  {task.fields[rate]} samples/s"
+            "{task.fields[rtl]}"
         ),
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=err, transient=False) as bar:
         task = bar.add_task(
-            "cosim", total=None, epoch=0, epochs=dp.learning.epochs, acc=0.0, test="-", rate="-"
+            "cosim",
+            total=None,
+            epoch=0,
+            epochs=dp.learning.epochs,
+            acc=0.0,
+            test="-",
+            rate="-",
+            rtl="",
         )
         t0 = [time.perf_counter()]  # restarted when training starts (after the model build)
         seen = [0, 0]  # samples at the epoch's start, batches so far in the epoch
@@ -155,6 +161,12 @@ def _with_progress(dp: config.DesignPoint, out_dir: Path, kwargs: dict[str, Any]
             t0[0] = time.perf_counter()
 
         def on_progress(ev: dict[str, Any]) -> None:
+            if "rtl_samples" in ev:  # several instances: the golden model runs ahead
+                dt = time.perf_counter() - t0[0]
+                n = ev["rtl_samples"]
+                rate = n / dt if dt > 0 else 0.0
+                bar.update(task, rtl=f"  RTL checked {n:,} ({rate:,.0f}/s)")
+                return
             if "epoch_done" in ev:
                 bar.update(task, test=f"{ev['epoch_done']['test_accuracy']:.2%}")
                 return
@@ -248,6 +260,23 @@ def cosim_command(
             "faster, simulates slower (short runs).",
         ),
     ] = False,
+    subarray_core: Annotated[
+        str,
+        typer.Option(
+            "--subarray-core",
+            help="rtl: simulate each subarray's column sums and ADCs as RTL; model: a "
+            "behavioural DPI-C model checked cycle for cycle against that RTL (the rest of the "
+            "chip stays RTL); auto: model above 8 subarrays.",
+        ),
+    ] = "auto",
+    instances: Annotated[
+        int,
+        typer.Option(
+            "--instances",
+            help="Chip instances in parallel threads, each checking a contiguous part of every "
+            "epoch (use one per core; needs --rtl-every 1).",
+        ),
+    ] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Train with the generated chip in the loop (bit-exact), report latency/energy/area."""
@@ -262,4 +291,6 @@ def cosim_command(
         explain=explain_costs_,
         weight_check_every=weight_check_every,
         fast_build=fast_build,
+        subarray_core=subarray_core,
+        instances=instances,
     )

@@ -26,7 +26,8 @@ from insitu.cli import app
 from insitu.cosim.costs import CostModel
 from insitu.cosim.metrics import summarize
 from insitu.cosim.rtl_model import Mismatch, RtlCheckedMLP
-from insitu.cosim.run import chip_for, run_cosim
+from insitu.cosim.run import chip_for, core_for, make_backend, run_cosim
+from insitu.cosim.segments import SegmentedRtlMLP
 from insitu.cosim.session import AmaranthBackend, ChipSession, VerilatorBackend
 from insitu.hdl.export import to_verilog
 from insitu.hdl.params import ChipParams
@@ -101,6 +102,91 @@ def test_verilator_session_matches_golden(verilator_cache: Path) -> None:
     with_session = ChipSession(p, backend)
     _check_session(dp, with_session, batches=12)
     with_session.close()
+
+
+def test_model_core_chip_matches_rtl_core_chip(verilator_cache: Path) -> None:
+    # the same chip with the behavioural subarray cores (cosim/subarray_model.py) in place of
+    # the RTL cores: the same outputs, deltas, weights, counters and cycles, batch for batch
+    dp = small("learning.rule=bp")
+    p = chip_for(dp)
+    rtl = ChipSession(p, make_backend(p, "verilator", fast_build=True, core="rtl"))
+    mod = ChipSession(p, make_backend(p, "verilator", fast_build=True, core="model"))
+    model = HardwareMLP(dp)
+    for s in (rtl, mod):
+        s.load_weights([w.numpy() for w in model.weights])
+        s.set_plan(model.plan, model.step)
+    for a0, lab in _random_batches(dp, 6, seed=11):
+        lab = lab[: len(a0)]
+        a, b = (s.run_batch(a0, lab, read_deltas=True) for s in (rtl, mod))
+        assert np.array_equal(a.outputs, b.outputs)
+        assert a.deltas is not None and b.deltas is not None
+        assert all(np.array_equal(x, y) for x, y in zip(a.deltas, b.deltas, strict=True))
+        assert a.counters == b.counters and a.counters["cycles_forward"] > 0
+        o, _ = model.train_step(torch.from_numpy(a0), torch.from_numpy(lab))
+        assert np.array_equal(b.outputs, o.numpy())
+    for x, y in zip(rtl.read_weights(), mod.read_weights(), strict=True):
+        assert np.array_equal(x, y)
+    assert rtl.backend.cycles == mod.backend.cycles
+    rtl.close()
+    mod.close()
+
+
+def test_instances_check_segments_and_agree_with_one_chip(
+    tmp_path: Path, verilator_cache: Path
+) -> None:
+    # two chip instances, each checking half of every epoch: the same training, the same
+    # samples through the RTL and the same chip events as one instance running it all
+    one = run_cosim(small(), tmp_path / "one", fast_build=True)
+    two = run_cosim(small(), tmp_path / "two", fast_build=True, instances=2)
+    assert two["mismatches"] == 0 and two["instances"] == 2
+    assert two["test_accuracy"] == one["test_accuracy"]
+    assert two["rtl"]["rtl_samples"] == one["rtl"]["rtl_samples"] > 1000
+    c1, c2 = one["counters"], two["counters"]
+    # the second instance's state load is harness traffic, left out of the off-chip bits
+    assert {k: v for k, v in c2.items() if k not in ("host_words", "dram_bits")} == {
+        k: v for k, v in c1.items() if k not in ("host_words", "dram_bits")
+    }
+    assert two["offchip_bits"] == one["offchip_bits"]
+    assert two["rtl"]["weight_checks"] >= 2  # each segment's end at least
+
+
+def test_instances_report_a_chip_that_diverges(verilator_cache: Path) -> None:
+    dp = small()
+    p = chip_for(dp)
+    sessions = [ChipSession(p, _backend(p, verilator_cache)) for _ in range(2)]
+    model = SegmentedRtlMLP(dp, sessions, batches_per_epoch=4, weight_check_every=100)
+    model.start_epoch(0)
+    batches = _random_batches(dp, 4, seed=7)
+    for b, (a0, lab) in enumerate(batches):
+        if b == 1:  # the golden weights change behind the first instance's back
+            model.weights[0][5, 3] += 1
+            model._refresh()
+        model.train_step(torch.from_numpy(a0), torch.from_numpy(lab[: len(a0)]))
+    with pytest.raises(Mismatch, match="chip instance 0, at the end of its segment"):
+        model.join()
+    model.close()
+    for s in sessions:
+        s.close()
+
+
+def test_instances_are_refused_where_they_cannot_work(tmp_path: Path) -> None:
+    with pytest.raises(config.DesignError, match="--instances = 2"):
+        run_cosim(small(), tmp_path / "x", instances=2, rtl_every=3)
+    with pytest.raises(config.DesignError, match="--instances = 0"):
+        run_cosim(small(), tmp_path / "y", instances=0)
+    assert not (tmp_path / "x").exists()
+
+
+def test_subarray_core_choice() -> None:
+    big = chip_for(config.load("mnist", ["learning.mode=hardware"]))
+    assert core_for(big, "verilator", "auto") == "model"
+    assert core_for(chip_for(small()), "verilator", "auto") == "rtl"
+    assert core_for(big, "verilator", "rtl") == "rtl"
+    assert core_for(big, "amaranth", "auto") == "rtl"
+    with pytest.raises(config.DesignError, match="allowed: auto, rtl, model"):
+        core_for(big, "verilator", "fast")
+    with pytest.raises(config.DesignError, match="needs --engine verilator"):
+        core_for(big, "amaranth", "model")
 
 
 def test_amaranth_session_matches_golden() -> None:
