@@ -1,23 +1,31 @@
 """Co-simulation speed: samples/s with the RTL in the loop, against the golden model alone.
 
 In one run, for one design point (default: the small digits chip of ``docs/cosim.md``,
-64-16-10 on 32x32 subarrays, 6-bit weights, batch 8; ``--set`` changes it), this script
+64-16-10 on 32x32 subarrays, 6-bit weights, batch 8; ``--set`` changes it; another
+``--design`` is taken as it is, in hardware mode), this script
 
 1. trains ``--epochs`` epochs on the golden model alone (``insitu train``'s loop, hardware
    mode, one torch thread) and times it;
 2. trains the same epochs with every batch through the Verilator model (``insitu cosim``'s
-   :func:`insitu.cosim.run.run_cosim`, bit-exact check on) and times it;
+   :func:`insitu.cosim.run.run_cosim`, bit-exact check on; ``--instances K`` chip instances
+   in parallel, ``--subarray-core``) and times it;
 3. measures the raw speed of the same compiled model: cycles per second of START-to-idle
-   training runs of random batches, one C call per batch (no Python in between).
+   training runs of random batches, one C call per batch (no Python in between), one
+   instance.
 
 Printed: samples/s of both runs and their time ratio, the RTL cycles the co-simulation
 simulated per wall second, and the share of the raw model speed that the co-simulation keeps
-(its cycles/s over the raw cycles/s; the rest goes to the host port from Python, the golden
-model, read-back checks and evaluation). The build is cached (``$INSITU_CACHE``), so only the
-first run pays for it; the machine's load is printed. Run from the repository root::
+(its cycles/s over K times the raw cycles/s; the rest goes to the host port from Python,
+the golden model, read-back checks, evaluation and, with K > 1, the state loads at the
+segments' starts and the cores' competition for memory). The build is cached
+(``$INSITU_CACHE``), so only the first run pays for it; the machine's load is printed. Run
+from the repository root::
 
     .venv/bin/python bench/cosim_speed.py
     .venv/bin/python bench/cosim_speed.py --set learning.rule=bp --epochs 2
+    # a whole MNIST epoch of 784-256-10 on two chip instances (docs/cosim.md)
+    .venv/bin/python bench/cosim_speed.py --design mnist --set network.layers=[784,256,10] \
+        --instances 2 --weight-check-every 1000
 """
 
 from __future__ import annotations
@@ -34,9 +42,9 @@ import torch
 
 from insitu import config
 from insitu.algo.train import train
-from insitu.cosim.run import chip_for, run_cosim
-from insitu.cosim.verilator_model import VerilatorModel, build, default_cache
-from insitu.hdl.export import to_verilog
+from insitu.cosim.run import chip_for, core_for, make_backend, run_cosim
+from insitu.cosim.session import VerilatorBackend
+from insitu.cosim.verilator_model import VerilatorModel
 
 SCRIPT = "cosim_speed"
 SMALL = [
@@ -49,12 +57,16 @@ SMALL = [
 ]
 
 
-def raw_speed(dp: config.DesignPoint, batches: int = 30, seed: int = 0) -> dict[str, float]:
+def raw_speed(
+    dp: config.DesignPoint, core: str, batches: int = 30, seed: int = 0
+) -> dict[str, float]:
     """Cycles/s of the compiled model on START-to-idle runs (rtl_speed's timed batches)."""
     p = chip_for(dp)
-    b = build(to_verilog(p)[1], cache=default_cache())
-    with VerilatorModel(b.library) as m:
+    backend = make_backend(p, "verilator", core="model" if core == "model" else "rtl")
+    assert isinstance(backend, VerilatorBackend)
+    with VerilatorModel(backend.build.library) as m:
         res = rtl_speed.simulate(m, p, batches, seed)
+    backend.close()
     return {
         "cycles": res.run_cycles,
         "seconds": res.run_seconds,
@@ -68,23 +80,40 @@ def main() -> None:
     ap.add_argument("--set", "-s", action="append", default=[], help="a.b=value override")
     ap.add_argument("--epochs", type=int, default=1, help="epochs of each run (default 1)")
     ap.add_argument("--out", type=Path, default=None, help="results folder")
+    ap.add_argument("--instances", type=int, default=1, help="chip instances (default 1)")
+    ap.add_argument(
+        "--subarray-core", default="auto", help="auto, rtl or model (insitu cosim's option)"
+    )
+    ap.add_argument(
+        "--weight-check-every", type=int, default=50, help="RTL batches between weight checks"
+    )
     args = ap.parse_args()
     if args.epochs < 1:
         common.fail("--epochs must be >= 1")
+    if args.instances < 1:
+        common.fail("--instances must be >= 1")
     out: Path = args.out or common.default_out(SCRIPT, False)
     common.warn_if_busy()
     torch.set_num_threads(1)
     with common.user_errors("rerun the command (the model build is cached)"):
-        dp = common.load_design(args.design, [*SMALL, f"learning.epochs={args.epochs}", *args.set])
+        base = SMALL if args.design == "digits" else ["learning.mode=hardware"]
+        dp = common.load_design(args.design, [*base, f"learning.epochs={args.epochs}", *args.set])
+        core = core_for(chip_for(dp), "verilator", args.subarray_core)
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
             g = train(dp, Path(tmp) / "golden")
             golden_s = time.perf_counter() - t0
             common.err.print(f"golden model alone: {golden_s:.1f} s")
-            c = run_cosim(dp, Path(tmp) / "cosim")
+            c = run_cosim(
+                dp,
+                Path(tmp) / "cosim",
+                subarray_core=core,
+                instances=args.instances,
+                weight_check_every=args.weight_check_every,
+            )
             build_note = "cached" if c["build_reused"] else f"{c['build_s']:.0f} s"
             common.err.print(f"with the RTL: {c['cosim_wall_s']:.1f} s (build {build_note})")
-        raw = raw_speed(dp)
+        raw = raw_speed(dp, core)
     samples = c["rtl"]["rtl_samples"]
     cosim_cps = c["rtl_cycles_simulated"] / c["cosim_wall_s"]
     res: dict[str, Any] = {
@@ -97,13 +126,17 @@ def main() -> None:
         "ratio_cosim_to_golden": c["cosim_wall_s"] / golden_s,
         "cosim_cycles_per_s": cosim_cps,
         "raw_cycles_per_s": raw["cycles_per_s"],
-        "share_of_raw": cosim_cps / raw["cycles_per_s"],
+        "share_of_raw": cosim_cps / (args.instances * raw["cycles_per_s"]),
+        "instances": args.instances,
+        "subarray_core": core,
+        "weight_check_every": args.weight_check_every,
         "mismatches": c["mismatches"],
         "test_accuracy": {"golden": g["test_accuracy"], "cosim": c["test_accuracy"]},
+        "cosim_summary": c,
     }
     common.print_table(
         f"Co-simulation speed ({dp.learning.rule}, {samples} training samples, "
-        f"{args.epochs} epoch(s))",
+        f"{args.epochs} epoch(s), {args.instances} instance(s), subarray cores: {core})",
         ["run", "wall s", "samples/s", "RTL cycles/s", "test acc"],
         [
             [
@@ -121,7 +154,7 @@ def main() -> None:
                 common.pct(c["test_accuracy"]),
             ],
             [
-                "raw model (C loop)",
+                "raw model (C loop, 1 instance)",
                 f"{raw['seconds']:.2f}",
                 "-",
                 f"{raw['cycles_per_s'] / 1e3:.1f}k",
