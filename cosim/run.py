@@ -29,16 +29,31 @@ from .segments import SegmentedRtlMLP
 from .session import AmaranthBackend, Backend, ChipSession, VerilatorBackend
 from .subarray_model import core_model
 
-__all__ = ["AUTO_MODEL_SUBARRAYS", "Engine", "SubarrayCore", "chip_for", "core_for", "run_cosim"]
+__all__ = [
+    "AUTO_MODEL_REGISTERS",
+    "Engine",
+    "SubarrayCore",
+    "chip_for",
+    "core_for",
+    "core_registers",
+    "run_cosim",
+]
 
 Engine = Literal["verilator", "amaranth"]
 SubarrayCore = Literal["auto", "rtl", "model"]
 
-# Above this many subarrays in the chip, ``auto`` puts the behavioural core model
-# (.subarray_model) in the Verilator build. Measured on 784-16-10 with 128 x 128 subarrays
-# (8 of them; 2026-11-30, 2 cores): RTL cores took 548 s to build and ran 21k cycles/s; the
-# model built in 20 s and ran 109k cycles/s, with the same cycle counts.
-AUTO_MODEL_SUBARRAYS = 8
+# ``auto`` puts the behavioural core model (.subarray_model) in the Verilator build when the
+# RTL cores would hold more than this many column-sum registers (subarrays x activation bits x
+# used columns), the state Verilator evaluates every cycle. Measured on 784-16-10 with 128 x
+# 128 subarrays (8 of them, 8,192 registers; 2026-11-30, 2 cores): RTL cores took 548 s to
+# build and ran 21k cycles/s; the model built in 20 s and ran 109k cycles/s, with the same
+# cycle counts. The digits-chip preset (2,400) keeps its RTL cores.
+AUTO_MODEL_REGISTERS = 4096
+
+
+def core_registers(p: ChipParams) -> int:
+    """Column-sum registers of all the chip's subarray cores."""
+    return p.total_subarrays * p.activation_bits * p.used_cols
 
 
 def core_for(p: ChipParams, engine: str, subarray_core: str) -> Literal["rtl", "model"]:
@@ -55,7 +70,7 @@ def core_for(p: ChipParams, engine: str, subarray_core: str) -> Literal["rtl", "
             )
         return "rtl"
     if subarray_core == "auto":
-        return "model" if p.total_subarrays > AUTO_MODEL_SUBARRAYS else "rtl"
+        return "model" if core_registers(p) > AUTO_MODEL_REGISTERS else "rtl"
     return "rtl" if subarray_core == "rtl" else "model"
 
 
@@ -106,7 +121,7 @@ def run_cosim(
 
     ``subarray_core``: ``rtl`` simulates every subarray's arithmetic as RTL, ``model`` puts
     the behavioural model of :mod:`.subarray_model` in its place (the rest of the chip stays
-    RTL), ``auto`` takes the model above :data:`AUTO_MODEL_SUBARRAYS` subarrays.
+    RTL), ``auto`` takes the model above :data:`AUTO_MODEL_REGISTERS` column-sum registers.
 
     ``instances`` > 1: that many chip instances, each checking a contiguous segment of every
     epoch in its own thread (:class:`.segments.SegmentedRtlMLP`); needs ``rtl_every`` = 1."""

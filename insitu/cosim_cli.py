@@ -266,7 +266,8 @@ def cosim_command(
             "--subarray-core",
             help="rtl: simulate each subarray's column sums and ADCs as RTL; model: a "
             "behavioural DPI-C model checked cycle for cycle against that RTL (the rest of the "
-            "chip stays RTL); auto: model above 8 subarrays.",
+            "chip stays RTL); auto: model when the cores would hold more than 4,096 column-sum "
+            "registers (subarrays x activation bits x columns).",
         ),
     ] = "auto",
     instances: Annotated[
