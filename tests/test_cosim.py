@@ -148,6 +148,14 @@ def test_instances_check_segments_and_agree_with_one_chip(
     }
     assert two["offchip_bits"] == one["offchip_bits"]
     assert two["rtl"]["weight_checks"] >= 2  # each segment's end at least
+    # a second epoch on fresh instances, from the checkpoint, continues the counts
+    more = run_cosim(
+        small("learning.epochs=2"), tmp_path / "two", fast_build=True, instances=2, resume=True
+    )
+    assert more["mismatches"] == 0 and more["epochs"] == 2
+    assert (
+        more["rtl"]["rtl_samples"] == more["counters"]["samples"] == 2 * one["rtl"]["rtl_samples"]
+    )
 
 
 def test_instances_report_a_chip_that_diverges(verilator_cache: Path) -> None:
