@@ -44,7 +44,6 @@ from insitu import config
 from insitu.algo.train import train
 from insitu.cosim.run import chip_for, core_for, make_backend, run_cosim
 from insitu.cosim.session import VerilatorBackend
-from insitu.cosim.verilator_model import VerilatorModel
 
 SCRIPT = "cosim_speed"
 SMALL = [
@@ -64,8 +63,7 @@ def raw_speed(
     p = chip_for(dp)
     backend = make_backend(p, "verilator", core="model" if core == "model" else "rtl")
     assert isinstance(backend, VerilatorBackend)
-    with VerilatorModel(backend.build.library) as m:
-        res = rtl_speed.simulate(m, p, batches, seed)
+    res = rtl_speed.simulate(backend.model, p, batches, seed)
     backend.close()
     return {
         "cycles": res.run_cycles,

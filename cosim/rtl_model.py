@@ -33,7 +33,14 @@ from ..algo.plan import IntegerPlan
 from ..config import DesignError, DesignPoint
 from .session import BatchResult, ChipSession
 
-__all__ = ["CosimStats", "Mismatch", "RtlCheckedMLP", "check_design"]
+__all__ = [
+    "CosimStats",
+    "Mismatch",
+    "RtlCheckedMLP",
+    "check_design",
+    "output_mismatch",
+    "weights_mismatch",
+]
 
 
 class Mismatch(RuntimeError):
@@ -70,6 +77,32 @@ def diff_table(
     if len(bad) > limit:
         lines.append(f"  ... and {len(bad) - limit} more")
     return "\n".join(lines)
+
+
+def output_mismatch(
+    context: str, got: np.ndarray, want: np.ndarray, labels: np.ndarray
+) -> Mismatch | None:
+    """The Mismatch of a batch whose output codes differ (*context* names the batch)."""
+    if np.array_equal(got, want):
+        return None
+    return Mismatch(
+        f"{context}: output codes differ between the RTL and the golden model\n"
+        + diff_table("outputs", got, want, ("sample", "class"))
+        + f"\n  labels of the batch: {labels.tolist()}"
+    )
+
+
+def weights_mismatch(
+    context: str, got: Sequence[np.ndarray], want: Sequence[np.ndarray]
+) -> Mismatch | None:
+    """The Mismatch of the first layer whose weights differ, None when all agree."""
+    for i, (g, w) in enumerate(zip(got, want, strict=True)):
+        if not np.array_equal(g, w):
+            return Mismatch(
+                f"{context}: weights of layer {i} differ between the RTL and the golden "
+                f"model\n" + diff_table(f"W{i}", g, w, ("input", "output"))
+            )
+    return None
 
 
 @dataclass
@@ -149,14 +182,10 @@ class RtlCheckedMLP(HardwareMLP):
         # the counters again, so that they hold the read-back the harness subtracts
         ctr = self.session.read_counters()
         self.stats.counters = {k: v + self._counter_base.get(k, 0) for k, v in ctr.items()}
-        for i, (g, w) in enumerate(zip(got, self.weights, strict=True)):
-            want = w.numpy()
-            if not np.array_equal(g, want):
-                self.stats.mismatches += 1
-                raise Mismatch(
-                    f"{context}: weights of layer {i} differ between the RTL and the golden "
-                    f"model\n" + diff_table(f"W{i}", g, want, ("input", "output"))
-                )
+        err = weights_mismatch(context, got, [w.numpy() for w in self.weights])
+        if err is not None:
+            self.stats.mismatches += 1
+            raise err
 
     # -- HardwareMLP overrides ------------------------------------------------------------
     def train_step(self, a0: Tensor, labels: Tensor) -> tuple[Tensor, float]:
@@ -199,14 +228,10 @@ class RtlCheckedMLP(HardwareMLP):
         self.stats.verify_bits = self._verify_base + self.session.verify_bits
         want = o.numpy()
         self.stats.checked_outputs += want.size
-        if not np.array_equal(res.outputs, want):
+        err = output_mismatch(f"batch {index} (training step {step})", res.outputs, want, y_np)
+        if err is not None:
             self.stats.mismatches += 1
-            raise Mismatch(
-                f"batch {index} (training step {step}): output codes differ between the RTL "
-                "and the golden model\n"
-                + diff_table("outputs", res.outputs, want, ("sample", "class"))
-                + f"\n  labels of the batch: {y_np.tolist()}"
-            )
+            raise err
         self._since_check += 1
         # with rtl_every > 1 the golden model moves the weights on before the next RTL batch
         # or evaluation, so this is the only moment the chip's updates can be compared

@@ -84,6 +84,30 @@ def chip_for(dp: DesignPoint) -> ChipParams:
         raise DesignError(str(exc)) from exc
 
 
+def make_backends(
+    p: ChipParams,
+    engine: Engine,
+    *,
+    count: int = 1,
+    threads: int = 1,
+    fast_build: bool = False,
+    core: Literal["rtl", "model"] = "rtl",
+) -> list[Backend]:
+    """``count`` chip instances; the Verilog is generated (and the model built) once."""
+    if engine == "amaranth":
+        return [AmaranthBackend(p) for _ in range(count)]
+    core_module, sources = None, None
+    if core == "model":
+        cm = core_model(p)
+        core_module = cm.module
+        sources = {f"{cm.module}.sv": cm.verilog, f"{cm.module}.cpp": cm.cpp}
+    _, verilog = to_verilog(p, core_module=core_module)
+    return [
+        VerilatorBackend(verilog, threads=threads, fast_build=fast_build, sources=sources)
+        for _ in range(count)
+    ]
+
+
 def make_backend(
     p: ChipParams,
     engine: Engine,
@@ -92,15 +116,8 @@ def make_backend(
     fast_build: bool = False,
     core: Literal["rtl", "model"] = "rtl",
 ) -> Backend:
-    if engine == "amaranth":
-        return AmaranthBackend(p)
-    if core == "model":
-        cm = core_model(p)
-        _, verilog = to_verilog(p, core_module=cm.module)
-        sources = {f"{cm.module}.sv": cm.verilog, f"{cm.module}.cpp": cm.cpp}
-        return VerilatorBackend(verilog, threads=threads, fast_build=fast_build, sources=sources)
-    _, verilog = to_verilog(p)
-    return VerilatorBackend(verilog, threads=threads, fast_build=fast_build)
+    """One chip instance (:func:`make_backends`)."""
+    return make_backends(p, engine, threads=threads, fast_build=fast_build, core=core)[0]
 
 
 def run_cosim(
@@ -149,7 +166,7 @@ def run_cosim(
             f"building the {engine} model of the chip, subarray cores as {what} "
             "(cached after the first time)"
         )
-    backends = [make_backend(p, engine, fast_build=fast_build, core=core) for _ in range(instances)]
+    backends = make_backends(p, engine, count=instances, fast_build=fast_build, core=core)
     build_s = time.perf_counter() - t0
     reused = bool(getattr(getattr(backends[0], "build", None), "reused", False))
     sessions = [ChipSession(p, b) for b in backends]

@@ -34,7 +34,7 @@ from torch import Tensor
 from ..algo.hardware import HardwareMLP
 from ..algo.plan import IntegerPlan
 from ..config import DesignError, DesignPoint
-from .rtl_model import CosimStats, Mismatch, check_design, diff_table
+from .rtl_model import CosimStats, Mismatch, check_design, output_mismatch, weights_mismatch
 from .session import ChipSession
 
 __all__ = ["SegmentedRtlMLP"]
@@ -146,15 +146,8 @@ class SegmentedRtlMLP(HardwareMLP):
                 self.stats.rtl_samples += len(item.a0)
                 self.stats.checked_outputs += item.outputs.size
                 self._chip_counters[seg.instance] = res.counters
-            if not np.array_equal(res.outputs, item.outputs):
-                with self._lock:
-                    self.stats.mismatches += 1
-                raise Mismatch(
-                    f"batch {item.index} (training step {item.step}, {where}): output codes "
-                    "differ between the RTL and the golden model\n"
-                    + diff_table("outputs", res.outputs, item.outputs, ("sample", "class"))
-                    + f"\n  labels of the batch: {item.labels.tolist()}"
-                )
+            context = f"batch {item.index} (training step {item.step}, {where})"
+            self._fail_on(output_mismatch(context, res.outputs, item.outputs, item.labels))
             if item.weights is not None:
                 self._compare_weights(
                     seg.instance, item.weights, f"{where}, after batch {item.index}"
@@ -168,14 +161,13 @@ class SegmentedRtlMLP(HardwareMLP):
         with self._lock:
             self.stats.weight_checks += 1
             self._chip_counters[k] = counters
-        for i, (g, w) in enumerate(zip(got, want, strict=True)):
-            if not np.array_equal(g, w):
-                with self._lock:
-                    self.stats.mismatches += 1
-                raise Mismatch(
-                    f"{context}: weights of layer {i} differ between the RTL and the golden "
-                    f"model\n" + diff_table(f"W{i}", g, w, ("input", "output"))
-                )
+        self._fail_on(weights_mismatch(context, got, want))
+
+    def _fail_on(self, err: Mismatch | None) -> None:
+        if err is not None:
+            with self._lock:
+                self.stats.mismatches += 1
+            raise err
 
     def _raise_error(self) -> None:
         with self._lock:
