@@ -18,7 +18,7 @@ import numpy as np
 
 from ..algo.plan import IntegerPlan
 from ..hdl import host
-from ..hdl.memory_map import payload_table
+from ..hdl.memory_map import Region, payload_table, word_payload
 from ..hdl.params import ChipParams
 from .verilator_model import OP_READ, OP_WAIT, OP_WRITE, VerilatorModel, build
 
@@ -136,6 +136,9 @@ class ChipSession:
         self.backend = backend
         zeros = np.zeros((p.batch, p.widths[0]), dtype=np.int64)
         self._batch = records(host.write_batch(p, zeros, np.zeros(p.batch, dtype=np.int64)))
+        # the inputs of each ACT_PACK word of a sample (-1: empty lane) and the lanes' shifts
+        self._pack = np.array([idx for _, idx in host.pack_order(p, 0)], dtype=np.int64)
+        self._pack_shift = np.arange(self._pack.shape[1], dtype=np.int64) * p.activation_bits
         self._outputs = records(host.read_outputs(p, p.batch))
         self._counters = records(host.read_counters())
         self._weights = records(host.read_weights(p))
@@ -154,7 +157,12 @@ class ChipSession:
     def payload(self, program: np.ndarray) -> int:
         """Data bits of a program's host words, as the chip's ``dram_bits`` counts them."""
         ops = program[program[:, 0] != OP_WAIT]
-        return int(self._payload[(ops[:, 1].astype(np.int64) >> 28) & 0xF].sum())
+        addrs = ops[:, 1].astype(np.int64)
+        regions = (addrs >> 28) & 0xF
+        packed = regions == Region.ACT_PACK
+        # ACT_PACK words carry a varying number of inputs
+        extra = sum(word_payload(self.p, int(a)) for a in addrs[packed])
+        return int(self._payload[regions[~packed]].sum()) + extra
 
     # -- loading --------------------------------------------------------------------------
     def _exec(self, program: np.ndarray) -> np.ndarray:
@@ -202,9 +210,12 @@ class ChipSession:
         n = len(a0)
         if not 0 < n <= self.p.batch:
             raise ValueError(f"a batch holds 1..{self.p.batch} samples, got {n}")
-        per = self.p.widths[0] + 1
+        per = len(self._pack) + 1
         prog_in = self._batch[: n * per].copy()
-        data = np.concatenate([np.asarray(a0, dtype=np.int64), np.asarray(labels)[:, None]], 1)
+        # a zero column for the empty lanes, then every word's lanes shifted into place
+        padded = np.concatenate([np.asarray(a0, dtype=np.int64), np.zeros((n, 1), np.int64)], 1)
+        words = (padded[:, self._pack] << self._pack_shift).sum(axis=2)
+        data = np.concatenate([words, np.asarray(labels, dtype=np.int64)[:, None]], 1)
         prog_in[:, 2] = data.ravel()
         k = self.p.classes
         checks = [d[: n * self.p.layers[i].fan_out] for i, d in enumerate(self._deltas)]

@@ -18,12 +18,12 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .arith import clamp_unsigned, encode_cells, rshift_round, saturate, tree_sum, wire
+from .arith import encode_cells, rshift_round, saturate, tree_sum, wire
 from .feedback import FeedbackEngine
 from .htree import HTree
-from .memory_map import COUNTERS, Region, field_bits, payload_table
+from .memory_map import COUNTERS, Region, field_bits, pack_lanes, payload_table
 from .params import ChipParams, bits_for
-from .pe import ProcessingElement
+from .tile import Tile
 from .wgu import WeightGradientUnit
 
 CHIP_ID = 0x1A5171  # "insitu"
@@ -91,28 +91,45 @@ class Chip(wiring.Component):
         ]
 
         # ---------------------------------------------------------------- arrays
-        # A column block of a layer is a column of PEs of up to ``subarrays_per_pe`` row blocks
-        # each (the floorplan's PE); a column block's outputs are the sum of its PEs'.
-        spp = p.subarrays_per_pe
-        pes: list[list[list[ProcessingElement]]] = []
+        # Each layer's subarrays sit in tiles (the floorplan of ChipParams.from_design): tile
+        # (g, c) holds column group g's row blocks of chain link c; the last link of a chain
+        # requantizes its columns.
+        tiles: list[dict[tuple[int, int], Tile]] = []
         for i, lay in enumerate(lays):
-            cols = []
-            for cb in range(lay.col_blocks):
-                column = []
-                for q, k0 in enumerate(range(0, lay.row_blocks, spp)):
-                    pe = ProcessingElement(
-                        p, min(spp, lay.row_blocks - k0), subarray_module=self.subarray_module
-                    )
-                    m.submodules[f"l{i}_pe{cb}_{q}"] = pe
-                    m.d.comb += [x.eq(t) for x, t in zip(pe.thresholds, thr[i], strict=True)]
-                    m.d.comb += [x.eq(v) for x, v in zip(pe.levels, lev[i], strict=True)]
-                    column.append(pe)
-                cols.append(column)
-            pes.append(cols)
+            grid: dict[tuple[int, int], Tile] = {}
+            for g in range(lay.tile_groups):
+                for c in range(lay.tile_chain):
+                    t = Tile(p, lay, group=g, link=c, subarray_module=self.subarray_module)
+                    m.submodules[f"tile{lay.tile_index(g, c)}"] = t
+                    m.d.comb += [x.eq(v) for x, v in zip(t.thresholds, thr[i], strict=True)]
+                    m.d.comb += [x.eq(v) for x, v in zip(t.levels, lev[i], strict=True)]
+                    if c > 0:
+                        m.d.comb += [
+                            x.eq(v) for x, v in zip(t.psum_in, grid[g, c - 1].psum, strict=True)
+                        ]
+                    grid[g, c] = t
+            tiles.append(grid)
 
-        def pe_of(i: int, cb: int, k: int) -> tuple[ProcessingElement, int]:
-            """The PE holding row block k of column block cb of layer i, and k's index in it."""
-            return pes[i][cb][k // spp], k % spp
+        def sa_of(i: int, cb: int, k: int) -> tuple[Tile, int, int]:
+            """The tile holding row block k of column block cb of layer i, and the block's
+            column and row index in it."""
+            lay = lays[i]
+            g, cl = divmod(cb, lay.tile_col_blocks)
+            c, kl = divmod(k, lay.tile_row_blocks)
+            return tiles[i][g, c], cl, kl
+
+        def weights_of(i: int, cb: int, k: int) -> Value:
+            t, cl, kl = sa_of(i, cb, k)
+            return t.weights[cl][kl]
+
+        def outputs_of(i: int) -> list[Value]:
+            """Layer i's requantized outputs (h, or o for the last layer), from its tiles."""
+            lay = lays[i]
+            out: list[Value] = []
+            for g in range(lay.tile_groups):
+                t = tiles[i][g, lay.tile_chain - 1]
+                out += list(t.h if t.hidden else t.o)
+            return out
 
         # ---------------------------------------------------------------- buffers
         def memory(name: str, width: int, depth: int, gran: int | None = None):
@@ -137,22 +154,11 @@ class Chip(wiring.Component):
             for i, lay in enumerate(lays)
         ]
 
-        # layer outputs: PE adder tree over row blocks, offset removal for offset-binary
-        insum = Signal(A + bits_for(max(lay.row_blocks for lay in lays) * R) + 1)
-        ys: list[list[Value]] = []
-        for i, lay in enumerate(lays):
-            vec = []
-            for j in range(lay.fan_out):
-                cb, lane = divmod(j, nw)
-                total = tree_sum([pe.y[lane] for pe in pes[i][cb]])
-                if p.encoding == "offset-binary":
-                    total = total - (insum << (p.weight_bits - 1))
-                # exact for any ADC table the registers can hold (ChipParams.layer_y_bits);
-                # every comparison and rounding after it is as wide as this
-                y = Signal(signed(p.layer_y_bits(lay)), name=f"y{i}_{j}")
-                m.d.comb += y.eq(total)
-                vec.append(y)
-            ys.append(vec)
+        # the sum of the layer's inputs, for offset-binary's offset removal in the tiles
+        insum = Signal(p.input_sum_bits)
+        if p.encoding == "offset-binary":
+            for grid in tiles:
+                m.d.comb += [t.insum.eq(insum) for t in grid.values() if t.final]
 
         # ---------------------------------------------------------------- feedback engines
         engines: dict[int, FeedbackEngine] = {}
@@ -194,11 +200,7 @@ class Chip(wiring.Component):
             for k in range(min(P, lay.row_blocks)):
                 blocks = [g * P + k for g in range(w.groups) if g * P + k < lay.row_blocks]
                 rows = Array(
-                    Array(
-                        pe_of(i, cb, kb)[0].weights[pe_of(i, cb, kb)[1]]
-                        for cb in range(lay.col_blocks)
-                    )
-                    for kb in blocks
+                    Array(weights_of(i, cb, kb) for cb in range(lay.col_blocks)) for kb in blocks
                 )
                 sel = w.grp if len(blocks) > 1 else 0
                 for lane in range(nw):
@@ -236,6 +238,13 @@ class Chip(wiring.Component):
             htree.up.ready.eq(1),
         ]
         m.d.comb += [leaf.ready.eq(1) for leaf in htree.leaf]
+        # every tile reads its own leaf: its row blocks' part of the broadcast word
+        for i, lay in enumerate(lays):
+            for (g, c), t in tiles[i].items():
+                k0 = c * lay.tile_row_blocks
+                word = htree.leaf[lay.tile_index(g, c)].payload
+                m.d.comb += t.act.eq(word[k0 * A : (k0 + len(t.row_blocks)) * A])
+        # the layer's whole word (every leaf carries the same): the counters and the input sum
         tree_out = [htree.leaf[lay.first_tile].payload[: lay.row_blocks * A] for lay in lays]
         arr_read = pipe_v[D - 1] if D >= 1 else f_issue
         arr_row = pipe_r[D - 1] if D >= 1 else f_row
@@ -296,6 +305,7 @@ class Chip(wiring.Component):
 
         # ---------------------------------------------------------------- layer wiring
         lbits = field_bits(nw)
+        PL = pack_lanes(p)
         for i, lay in enumerate(lays):
             is_cur = wire(m, cur == i, 1, f"cur_is{i}")
             a_rd, a_wr = act[i][1], act[i][2]
@@ -330,61 +340,86 @@ class Chip(wiring.Component):
                     a_wr.data.eq(wdata[:A].replicate(lay.row_blocks)),
                     a_wr.en.eq(Const(1, lay.row_blocks) << off[:kbits] if kbits else 1),
                 ]
-            # the PEs: shared word line and controls, per row block inputs and write ports
+            # packed: row blocks k0 .. k0+PL-1 at once; k0 is a multiple of PL, so row block k
+            # takes lane k mod PL and the word repeated over the row blocks lines up
+            with m.Elif(host_wr & rg[Region.ACT_PACK] & hl_is[i]):
+                reps = -(-lay.row_blocks // PL)
+                lanes_mask = ((1 << PL) - 1) & ((1 << lay.row_blocks) - 1)
+                pk_row = off[kbits : kbits + rbits]
+                pk_sample = off[kbits + rbits :]
+                m.d.comb += [
+                    a_wr.addr.eq(pk_sample * R + pk_row),
+                    a_wr.data.eq(wdata[: PL * A].replicate(reps)[: lay.row_blocks * A]),
+                    a_wr.en.eq(Const(lanes_mask, lay.row_blocks) << off[:kbits]),
+                ]
+            # the tiles: shared word line and controls, per subarray enables and write ports. A
+            # subarray whose read or write enable is low ignores the shared address, so one row
+            # address per layer serves them all.
             P = wgu.row_blocks
+            row = Signal(range(max(2, R)), name=f"row{i}")
+            waddr = Signal(range(max(2, R)), name=f"waddr{i}")
+            with m.If((phase == 1) & is_cur):
+                m.d.comb += row.eq(arr_row)
+            with m.Elif((phase == 2) & is_cur):
+                m.d.comb += row.eq(r)
+            with m.Elif((phase == 3) & wgu_here):
+                m.d.comb += row.eq(wgu.w_row)
+            with m.Else():
+                m.d.comb += row.eq(off >> lbits)
+            with m.If((phase == 3) & wgu_here):
+                m.d.comb += waddr.eq(wgu.w_row)
+            with m.Else():
+                m.d.comb += waddr.eq(off >> lbits)
+            # write data per row block: the WGU's lanes in the update, else the host's weight
+            # (the host writes only while the chip is idle)
+            wdata_k = [
+                wire(
+                    m,
+                    Mux(phase == 3, wgu.w_data[k % P], host_cells.replicate(nw)),
+                    p.used_cols * p.cell_bits,
+                    f"wdata{i}_{k}",
+                )
+                for k in range(lay.row_blocks)
+            ]
+            for t in tiles[i].values():
+                m.d.comb += [
+                    t.row.eq(row),
+                    t.waddr.eq(waddr),
+                    t.clear.eq(clearing & is_cur),
+                    t.accumulate.eq(accumulate & is_cur & (phase == 1)),
+                    t.convert.eq(converting & is_cur),
+                    t.conv_plane.eq(plane),
+                    t.conv_sel.eq(sel),
+                ]
+                m.d.comb += [t.wdata[kl].eq(wdata_k[k]) for kl, k in enumerate(t.row_blocks)]
+                if p.rule == "bp" and i > 0:
+                    for cl, cb in enumerate(t.col_blocks):
+                        for lane in range(nw):
+                            m.d.comb += t.delta[cl][lane].eq(dreg[i][cb * nw + lane])
             for cb in range(lay.col_blocks):
                 wgu_pe = wgu_here & (wgu.cbi == cb)
-                for pe in pes[i][cb]:
-                    m.d.comb += [
-                        pe.clear.eq(clearing & is_cur),
-                        pe.accumulate.eq(accumulate & is_cur & (phase == 1)),
-                        pe.convert.eq(converting & is_cur),
-                        pe.conv_plane.eq(plane),
-                        pe.conv_sel.eq(sel),
-                    ]
-                    if p.rule == "bp" and i > 0:
-                        for lane in range(nw):
-                            m.d.comb += pe.delta[lane].eq(dreg[i][cb * nw + lane])
-                    # a subarray whose read or write enable is low ignores the shared address
-                    with m.If((phase == 1) & is_cur):
-                        m.d.comb += pe.row.eq(arr_row)
-                    with m.Elif((phase == 2) & is_cur):
-                        m.d.comb += pe.row.eq(r)
-                    with m.Elif((phase == 3) & wgu_pe):
-                        m.d.comb += pe.row.eq(wgu.w_row)
-                    with m.Else():
-                        m.d.comb += pe.row.eq(off >> lbits)
-                    with m.If((phase == 3) & wgu_pe):
-                        m.d.comb += pe.waddr.eq(wgu.w_row)
-                    with m.Else():
-                        m.d.comb += pe.waddr.eq(off >> lbits)
                 for k in range(lay.row_blocks):
-                    pe, kk = pe_of(i, cb, k)
+                    t, cl, kl = sa_of(i, cb, k)
                     sub_id = k * lay.col_blocks + cb
                     host_sa = rg[Region.WEIGHT] & hl_is[i] & ((off >> (rbits + lbits)) == sub_id)
-                    m.d.comb += pe.act[kk].eq(tree_out[i][k * A : (k + 1) * A])
                     # the WGU's lanes serve row blocks grp*P .. grp*P+P-1 in turn
                     wgu_sa = wgu_pe
                     if wgu.groups > 1:
                         wgu_sa = wgu_sa & (wgu.grp == k // P)
                     with m.If((phase == 1) & is_cur):
-                        m.d.comb += pe.read[kk].eq(arr_read)
+                        m.d.comb += t.read[cl][kl].eq(arr_read)
                     with m.Elif((phase == 2) & is_cur):
-                        m.d.comb += pe.read[kk].eq(t_issue)
+                        m.d.comb += t.read[cl][kl].eq(t_issue)
                     with m.Elif((phase == 3) & wgu_sa):
-                        m.d.comb += pe.read[kk].eq(wgu.w_read)
+                        m.d.comb += t.read[cl][kl].eq(wgu.w_read)
                     with m.Else():
-                        m.d.comb += pe.read[kk].eq(host_rd & host_sa)
+                        m.d.comb += t.read[cl][kl].eq(host_rd & host_sa)
                     with m.If((phase == 3) & wgu_sa):
-                        m.d.comb += [
-                            pe.wdata[kk].eq(wgu.w_data[k % P]),
-                            pe.wen[kk].eq(Mux(wgu.w_write, (1 << nw) - 1, 0)),
-                        ]
+                        m.d.comb += t.wen[cl][kl].eq(Mux(wgu.w_write, (1 << nw) - 1, 0))
                     with m.Else():
-                        m.d.comb += [
-                            pe.wdata[kk].eq(host_cells.replicate(nw)),
-                            pe.wen[kk].eq(Mux(host_wr & host_sa, Const(1, nw) << off[:lbits], 0)),
-                        ]
+                        m.d.comb += t.wen[cl][kl].eq(
+                            Mux(host_wr & host_sa, Const(1, nw) << off[:lbits], 0)
+                        )
             # WGU read data
             if p.wgu == "per-layer":
                 m.d.comb += [wgu.act_data.eq(a_rd.data), wgu.dlt_data.eq(d_rd.data)]
@@ -399,17 +434,11 @@ class Chip(wiring.Component):
                         wgu_weights(sh, i)
 
         # ---------------------------------------------------------------- requantize, errors
+        # the tiles requantize; the chip writes h into the next layer's activation buffer,
+        # row block by row block, and forms the output error
         for i, lay in enumerate(lays[:-1]):
             nxt = lays[i + 1]
-            h = [
-                wire(
-                    m,
-                    clamp_unsigned(rshift_round(Mux(y > 0, y, 0), lay.out_shift), 2**A - 1),
-                    A,
-                    f"h{i}_{j}",
-                )
-                for j, y in enumerate(ys[i])
-            ]
+            h = outputs_of(i)
             a_wr = act[i + 1][2]
             words = []
             for k in range(nxt.row_blocks):
@@ -426,11 +455,7 @@ class Chip(wiring.Component):
             with m.If(write_h[i] & (r == 0)):
                 m.d.sync += mask[i].eq(Cat(*[v != 0 for v in h]))
 
-        last = lays[-1]
-        o = [
-            wire(m, saturate(rshift_round(y, last.out_shift), E), signed(E), f"o{c}")
-            for c, y in enumerate(ys[-1])
-        ]
+        o = outputs_of(L - 1)
         label = lab_rd.data
         errs = []
         for c, oc in enumerate(o):
@@ -620,8 +645,8 @@ class Chip(wiring.Component):
                 for k in range(nxt.row_blocks):
                     u = tree_sum(
                         [
-                            pe.transposed[kk]
-                            for pe, kk in (pe_of(i + 1, cb, k) for cb in range(nxt.col_blocks))
+                            t.transposed[cl][kl]
+                            for t, cl, kl in (sa_of(i + 1, cb, k) for cb in range(nxt.col_blocks))
                         ]
                     )
                     d = wire(
@@ -694,12 +719,9 @@ class Chip(wiring.Component):
                 for i, lay in enumerate(lays):
                     rbits = field_bits(R)
                     flat = [
-                        pe.weights[kk]
-                        for pe, kk in (
-                            pe_of(i, cb, k)
-                            for k in range(lay.row_blocks)
-                            for cb in range(lay.col_blocks)
-                        )
+                        weights_of(i, cb, k)
+                        for k in range(lay.row_blocks)
+                        for cb in range(lay.col_blocks)
                     ]
                     with m.If(rd_layer == i):
                         lanes = Array(Array(w) for w in flat)
@@ -807,7 +829,19 @@ class Chip(wiring.Component):
                 Mux(fsm.ongoing("BACKWARD"), htree_links(0, p.tiles, p.tiles) * p.classes * E, 0)
             )
         payload = Array(Const(w, 6) for w in payload_table(p))
-        inc["dram_bits"].append(Mux(host_take, payload[region], 0))
+        # an ACT_PACK word carries only the lanes that fall on its layer's row blocks
+        pack_bits: Value = Const(0, 6)
+        for i, lay in enumerate(lays):
+            kb, rb = field_bits(lay.row_blocks), field_bits(R)
+            last = lay.row_blocks - 1
+            full = Array(Const(A * max(0, min(PL, lay.row_blocks - k)), 6) for k in range(1 << kb))
+            # the word holding the last row block carries one input less past the fan-in
+            ends = Array(Const(k <= last < k + PL, 1) for k in range(1 << kb))
+            short = ends[off[:kb]] & (off[kb : kb + rb] >= lay.fan_in - last * R)
+            pack_bits = Mux(hl_is[i], full[off[:kb]] - Mux(short, A, 0), pack_bits)
+        inc["dram_bits"].append(
+            Mux(host_take, Mux(rg[Region.ACT_PACK], pack_bits, payload[region]), 0)
+        )
         for name, sig in counters.items():
             terms = inc[name]
             if terms:

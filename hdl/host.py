@@ -17,9 +17,11 @@ from .memory_map import (
     CTRL,
     Region,
     act_offset,
+    act_pack_offset,
     address,
     delta_offset,
     out_offset,
+    pack_lanes,
     weight_offset,
 )
 from .params import ChipParams
@@ -61,15 +63,39 @@ def unpack_weights(p: ChipParams, words: Sequence[int]) -> list[np.ndarray]:
     return out
 
 
-def write_batch(p: ChipParams, a0: np.ndarray, labels: np.ndarray) -> list[Command]:
+def write_batch(
+    p: ChipParams, a0: np.ndarray, labels: np.ndarray, *, packed: bool = True
+) -> list[Command]:
+    """Inputs and labels of a batch. ``packed``: ``pack_lanes`` inputs per word (ACT_PACK, the
+    row blocks of one row side by side, in :func:`pack_order`); else one per word (ACT)."""
     if a0.shape[0] > p.batch or a0.shape[1] != p.widths[0]:
         raise ValueError(f"inputs of shape {a0.shape}: at most {p.batch} samples of {p.widths[0]}")
     cmds: list[Command] = []
+    A = p.activation_bits
     for b in range(a0.shape[0]):
-        for i in range(a0.shape[1]):
-            cmds.append((address(Region.ACT, act_offset(p, 0, b, i), 0), int(a0[b, i]), True))
+        if packed:
+            for addr, idx in pack_order(p, b):
+                word = sum(int(a0[b, j]) << (q * A) for q, j in enumerate(idx) if j >= 0)
+                cmds.append((addr, word, True))
+        else:
+            for i in range(a0.shape[1]):
+                cmds.append((address(Region.ACT, act_offset(p, 0, b, i), 0), int(a0[b, i]), True))
         cmds.append((address(Region.LABEL, b), int(labels[b]), True))
     return cmds
+
+
+def pack_order(p: ChipParams, sample: int) -> list[tuple[int, list[int]]]:
+    """The ACT_PACK words of one sample's inputs: (address, input index of every lane, -1 for
+    an empty lane), row by row, row-block group by group."""
+    lay, n = p.layers[0], pack_lanes(p)
+    out = []
+    for r in range(p.rows):
+        for k0 in range(0, lay.row_blocks, n):
+            idx = [k * p.rows + r for k in range(k0, min(k0 + n, lay.row_blocks))]
+            idx = [j if j < lay.fan_in else -1 for j in idx]
+            idx += [-1] * (n - len(idx))
+            out.append((address(Region.ACT_PACK, act_pack_offset(p, 0, sample, r, k0)), idx))
+    return out
 
 
 def write_plan(

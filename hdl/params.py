@@ -52,10 +52,26 @@ class LayerHW:
     feedback_source: int  # rows of the feedback matrix: classes (DFA) or next width (FA)
     first_tile: int  # floorplan: index of the first tile holding this layer
     tiles: int
+    tile_col_blocks: int  # column blocks per tile (1 when a column spans several tiles)
+    tile_row_blocks: int  # row blocks per tile: all of them, or a chain's share of a column
 
     @property
     def subarrays(self) -> int:
         return self.row_blocks * self.col_blocks
+
+    @property
+    def tile_chain(self) -> int:
+        """Tiles one column block spans (its partial sums pass from tile to tile)."""
+        return -(-self.row_blocks // self.tile_row_blocks)
+
+    @property
+    def tile_groups(self) -> int:
+        """Groups of column blocks, one chain of tiles each."""
+        return -(-self.col_blocks // self.tile_col_blocks)
+
+    def tile_index(self, group: int, link: int) -> int:
+        """Chip-wide index (H-tree leaf) of link ``link`` of column group ``group``."""
+        return self.first_tile + group * self.tile_chain + link
 
 
 @dataclass(frozen=True)
@@ -161,6 +177,13 @@ class ChipParams:
         return bits_for(bound) + 1
 
     @property
+    def input_sum_bits(self) -> int:
+        """Width of the sum of a layer's inputs over its rows (offset-binary removes
+        ``2^(Wb-1)`` times it)."""
+        top = max(lay.row_blocks for lay in self.layers) * self.rows
+        return self.activation_bits + bits_for(top) + 1
+
+    @property
     def adc_levels(self) -> int:
         return 2**self.adc_bits
 
@@ -229,7 +252,8 @@ class ChipParams:
         for i, lp in enumerate(plan["layers"]):
             rb = math.ceil(lp["fan_in"] / a.rows)
             cb = math.ceil(lp["fan_out"] / nw)
-            n_tiles = math.ceil(rb * cb / per_tile)
+            tile_cb, tile_rb = floorplan(rb, c.subarrays_per_pe, c.pes_per_tile)
+            n_tiles = math.ceil(cb / tile_cb) * math.ceil(rb / tile_rb)
             if not 0 <= lp["grad_shift"] <= MAX_GRAD_SHIFT:
                 raise HardwareError(
                     f"layer {i} gradient shift {lp['grad_shift']} is not supported: must be "
@@ -259,6 +283,8 @@ class ChipParams:
                     feedback_source=src,
                     first_tile=tile,
                     tiles=n_tiles,
+                    tile_col_blocks=tile_cb,
+                    tile_row_blocks=tile_rb,
                 )
             )
             tile += n_tiles
@@ -299,6 +325,21 @@ class ChipParams:
             clock_mhz=c.clock_mhz,
             layers=tuple(layers),
         )
+
+
+def floorplan(row_blocks: int, subarrays_per_pe: int, pes_per_tile: int) -> tuple[int, int]:
+    """Column blocks and row blocks per tile of a layer with ``row_blocks`` row blocks.
+
+    A column block's row blocks form ``ceil(row_blocks / subarrays_per_pe)`` PEs. A tile holds
+    whole columns when they fit (as many as its ``pes_per_tile`` PEs allow), so that it ends
+    with the column's complete sum and can apply ReLU and requantize; a column needing more
+    PEs than a tile has is split over a chain of tiles of ``pes_per_tile`` PEs each, whose
+    partial sums pass from tile to tile and whose last tile requantizes.
+    """
+    pes_per_col = math.ceil(row_blocks / subarrays_per_pe)
+    if pes_per_col <= pes_per_tile:
+        return pes_per_tile // pes_per_col, row_blocks
+    return 1, pes_per_tile * subarrays_per_pe
 
 
 _GOLDEN = 0x9E3779B9

@@ -57,13 +57,14 @@ def generate(
     t.add_column("layer")
     t.add_column("fan-in x fan-out")
     t.add_column("subarrays (rows x cols)")
-    t.add_column("tiles")
+    t.add_column("tiles (each: column blocks x row blocks)")
     for lay in p.layers:
+        chain = f", chains of {lay.tile_chain}" if lay.tile_chain > 1 else ""
         t.add_row(
             str(lay.index),
             f"{lay.fan_in} x {lay.fan_out}",
             f"{lay.subarrays} ({lay.row_blocks} x {lay.col_blocks})",
-            str(lay.tiles),
+            f"{lay.tiles} ({lay.tile_col_blocks} x {lay.tile_row_blocks}{chain})",
         )
     out.print(t)
     out.print(

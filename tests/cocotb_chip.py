@@ -42,10 +42,11 @@ pre-edge values, which is what the chip saw at that edge).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,7 @@ from insitu.algo import golden
 from insitu.algo.plan import AdcTable, IntegerPlan
 from insitu.hdl import host
 from insitu.hdl.chip import CHIP_ID
-from insitu.hdl.memory_map import COUNTERS, CTRL, Region, address, payload_table
+from insitu.hdl.memory_map import COUNTERS, CTRL, Region, address, word_payload
 from insitu.hdl.params import ChipParams, LayerHW
 
 CONFIG_ENV = "CHIP_TB_CONFIG"
@@ -149,9 +150,9 @@ class HostPort:
         self.stall = stall
         self.max_cycles = max_cycles
         self.accepted = 0  # commands transferred since reset
-        # data bits per region (hdl.memory_map.payload_bits) when set: bits_at[k] is the
-        # payload of the first k + 1 commands, what dram_bits reads after command k + 1
-        self.widths: list[int] | None = None
+        # data bits of a command's address (hdl.memory_map.word_payload) when set: bits_at[k]
+        # is the payload of the first k + 1 commands, what dram_bits reads after command k + 1
+        self.payload: Callable[[int], int] | None = None
         self.bits_at: list[int] = []
         self.cycles = 0
         self._valid = 0
@@ -219,9 +220,9 @@ class HostPort:
             if driving and int(cmd_ready.value):
                 self.accepted += 1
                 ordinals.append(self.accepted)
-                if self.widths is not None:
+                if self.payload is not None:
                     last = self.bits_at[-1] if self.bits_at else 0
-                    self.bits_at.append(last + self.widths[(cmds[i][0] >> 28) & 0xF])
+                    self.bits_at.append(last + self.payload(cmds[i][0]))
                 if not cmds[i][2]:
                     reads_taken += 1
                 i += 1
@@ -392,7 +393,7 @@ class ChipBench:
         self.port = HostPort(
             dut, self.rng, cfg.gap, cfg.stall, cfg.max_cycles, read_policy=cfg.read_policy
         )
-        self.port.widths = payload_table(self.p)
+        self.port.payload = functools.partial(word_payload, self.p)
         self.log = dut._log
         self.samples_trained = 0
         self.samples_inferred = 0

@@ -33,8 +33,9 @@ from insitu.hdl.arith import (
     round_shift,
 )
 from insitu.hdl.chip import Chip
-from insitu.hdl.memory_map import Region, payload_bits
-from insitu.hdl.params import ChipParams, HardwareError
+from insitu.hdl.memory_map import word_payload
+from insitu.hdl.params import ChipParams, HardwareError, floorplan
+from insitu.hdl.tile import Tile
 
 
 def small_design(layers: tuple[int, ...], overrides: list[str]) -> DesignPoint:
@@ -110,9 +111,8 @@ def run_and_compare(dp: DesignPoint, *, batches: int, seed: int, random_tables: 
     counters = host.unpack_counters(words[pos:])
     assert counters["batches"] == batches
     # off-chip bits: the payload of every host word the program sent (counter reads carry none)
-    widths = payload_bits(p)
     sent = [c for c in prog if c is not WAIT]
-    assert counters["dram_bits"] == sum(widths[Region(a >> 28)] for a, _, _ in sent)
+    assert counters["dram_bits"] == sum(word_payload(p, a) for a, _, _ in sent)
     assert counters["cycles_busy"] == (
         counters["cycles_forward"] + counters["cycles_backward"] + counters["cycles_update"]
     )
@@ -161,6 +161,75 @@ def test_chip_matches_golden(
     )
     assert ChipParams.from_design(dp, make_plan(dp).to_dict()).tiles > 1
     run_and_compare(dp, batches=2, seed=seed, random_tables=rule != "bp")
+
+
+def test_floorplan_whole_columns_or_chains() -> None:
+    # (row blocks, subarrays per PE, PEs per tile) -> (column blocks, row blocks) per tile
+    assert floorplan(7, 4, 4) == (2, 7)  # 2 PEs per column, 2 columns per tile
+    assert floorplan(2, 1, 4) == (2, 2)
+    assert floorplan(1, 4, 4) == (4, 1)
+    assert floorplan(5, 1, 2) == (1, 2)  # 5 PEs per column: a chain of 3 tiles of 2 PEs
+    assert floorplan(16, 4, 4) == (1, 16)
+    assert floorplan(17, 4, 4) == (1, 16)  # 5 PEs: a chain of 2 tiles
+    # the mnist preset: 784 inputs on 128 rows -> 7 row blocks -> 2 columns per tile
+    dp = load("mnist", ["network.layers=[784,256,10]"])
+    lay = ChipParams.from_design(dp, make_plan(dp).to_dict()).layers[0]
+    assert (lay.tile_col_blocks, lay.tile_row_blocks, lay.tiles) == (2, 7, 8)
+    assert (lay.tile_groups, lay.tile_chain, lay.tile_index(3, 0)) == (8, 1, 3)
+
+
+def test_tile_refuses_a_place_outside_its_layer() -> None:
+    dp = small_design((11, 5, 4), ["array.adc_bits=3", "array.rows=3", "chip.pes_per_tile=1"])
+    p = ChipParams.from_design(dp, make_plan(dp).to_dict())
+    lay = p.layers[0]
+    with pytest.raises(
+        ValueError, match=r"group=5 is not a column group of layer 0: allowed 0\.\."
+    ):
+        Tile(p, lay, group=5, link=0)
+    with pytest.raises(
+        ValueError, match=rf"link=9 is not a chain link .* 0\.\.{lay.tile_chain - 1}"
+    ):
+        Tile(p, lay, group=0, link=9)
+
+
+@pytest.mark.parametrize(
+    ("ppt", "spp", "layers", "enc"),
+    [
+        (4, 1, (6, 12, 4), "offset-binary"),  # two whole columns per tile, then one
+        (1, 1, (13, 6, 4), "offset-binary"),  # chains of 4-5 tiles per column
+        (2, 2, (17, 9, 4), "differential"),  # chains of 2 tiles of 2 PEs of 2 subarrays
+    ],
+)
+def test_tile_floorplans_match_golden(
+    ppt: int, spp: int, layers: tuple[int, ...], enc: str
+) -> None:
+    dp = small_design(
+        layers,
+        [
+            "learning.rule=bp",
+            f"array.weight_encoding={enc}",
+            "array.adc_bits=3",
+            "array.rows=3",
+            "array.cols=8",
+            "array.cell_bits=2",
+            "precision.weight_bits=4",
+            "precision.activation_bits=3",
+            "precision.error_bits=6",
+            "precision.gradient_bits=4",
+            "learning.batch_size=2",
+            "learning.hardware_lr=0.5",
+            f"chip.pes_per_tile={ppt}",
+            f"chip.subarrays_per_pe={spp}",
+        ],
+    )
+    p = ChipParams.from_design(dp, make_plan(dp).to_dict())
+    lay = p.layers[0]
+    if ppt == 4:
+        assert lay.tile_col_blocks > 1 and lay.tile_chain == 1
+    else:
+        assert lay.tile_chain > 1
+    assert p.tiles == sum(x.tiles for x in p.layers)
+    run_and_compare(dp, batches=2, seed=ppt * 10 + spp, random_tables=True)
 
 
 # ---------------------------------------------------------------------------- arithmetic blocks
@@ -322,6 +391,51 @@ def test_rounding_hash_and_cells_match_golden(stochastic: bool) -> None:
             exp = (int(g) + (exp_word >> (32 - s) if s <= 32 else exp_word << (s - 32))) >> s
         assert out == exp, (g, s)
         assert back == w
+
+
+class _Round(wiring.Component):
+    """round_shift with the dither word as an input, on a narrow g (the far path is common)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__(
+            {"g": In(signed(width)), "shift": In(6), "word": In(32), "out": Out(signed(width + 2))}
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        m.d.comb += self.out.eq(round_shift(self.g, self.shift, self.word))
+        return m
+
+
+@pytest.mark.parametrize("width", [5, 9])
+def test_stochastic_round_shift_every_shift_and_extreme_words(width: int) -> None:
+    # shifts past g's width give -1, 0 or 1; all three must come out where the 66-bit formula
+    # of the contract gives them, with words whose top bits are all ones or all zeros
+    rng = np.random.default_rng(width)
+    dut = _Round(width)
+    cases = []
+    for s in range(64):
+        for _ in range(40):
+            g = int(rng.integers(-(2 ** (width - 1)), 2 ** (width - 1)))
+            low = int(rng.integers(0, 2**6))
+            word = int(rng.choice([rng.integers(0, 2**32), 2**32 - 1 - low, low]))
+            cases.append((g, s, word))
+    got: list[int] = []
+
+    async def bench(ctx: Any) -> None:
+        for g, s, word in cases:
+            ctx.set(dut.g, g)
+            ctx.set(dut.shift, s)
+            ctx.set(dut.word, word)
+            await ctx.delay(1e-9)
+            got.append(ctx.get(dut.out))
+
+    sim = Simulator(dut)
+    sim.add_testbench(bench)
+    sim.run()
+    expected = [(g + ((word << 32) >> (64 - s))) >> s for g, s, word in cases]
+    assert got == expected
+    assert {-1, 0, 1} <= {e for e, (_, s, _) in zip(expected, cases, strict=True) if s > width}
 
 
 # ---------------------------------------------------------------------------- parameters
