@@ -172,6 +172,12 @@ def mul_small(a: Value, d: Value) -> Value:
     return tree_sum([Mux(a[i], d << i, 0) for i in range(len(a))])
 
 
+def mul_const(v: Value, c: int) -> Value | int:
+    """``v * c`` for a constant ``c >= 0`` as a sum of shifted copies of ``v`` (yosys maps a
+    ``$mul`` by a constant that is not a power of two to a DSP block)."""
+    return tree_sum([v << i for i in range(c.bit_length()) if (c >> i) & 1])
+
+
 def tree_sum(values: list[Value] | list[Value | int]) -> Value | int:
     """Balanced adder tree, so that widths grow with log2 of the count, not linearly."""
     items = list(values)

@@ -18,7 +18,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .arith import encode_cells, rshift_round, saturate, tree_sum, wire
+from .arith import encode_cells, mul_const, rshift_round, saturate, tree_sum, wire
 from .feedback import FeedbackEngine
 from .htree import HTree
 from .memory_map import COUNTERS, Region, field_bits, pack_lanes, payload_table
@@ -348,7 +348,7 @@ class Chip(wiring.Component):
                 pk_row = off[kbits : kbits + rbits]
                 pk_sample = off[kbits + rbits :]
                 m.d.comb += [
-                    a_wr.addr.eq(pk_sample * R + pk_row),
+                    a_wr.addr.eq(mul_const(pk_sample, R) + pk_row),
                     a_wr.data.eq(wdata[: PL * A].replicate(reps)[: lay.row_blocks * A]),
                     a_wr.en.eq(Const(lanes_mask, lay.row_blocks) << off[:kbits]),
                 ]

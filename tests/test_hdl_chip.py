@@ -78,12 +78,13 @@ def run_and_compare(dp: DesignPoint, *, batches: int, seed: int, random_tables: 
         e = golden.output_error(plan, o, labels)
         ds = golden.deltas(plan, weights, e, hidden)
         weights, _ = golden.train_step(plan, weights, a0, labels, step0 + k)
-        prog += host.write_batch(p, a0, labels) + host.start(n) + [WAIT]
+        # packed inputs (ACT_PACK) and one per word (ACT) in turn: the same inputs must land
+        prog += host.write_batch(p, a0, labels, packed=k % 2 == 0) + host.start(n) + [WAIT]
         prog += host.read_outputs(p, n)
         expected.append((f"batch {k} outputs", o))
-        for i in range(1, len(p.layers)):
+        for i in range(len(p.layers)):
             prog += host.read_acts(p, i, n)
-            expected.append((f"batch {k} hidden {i - 1}", hidden[i - 1]))
+            expected.append((f"batch {k} inputs of layer {i}", hidden[i - 1] if i else a0))
         for i in range(len(p.layers)):
             prog += host.read_deltas(p, i, n)
             expected.append((f"batch {k} deltas {i}", ds[i]))
