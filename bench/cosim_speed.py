@@ -57,11 +57,11 @@ SMALL = [
 
 
 def raw_speed(
-    dp: config.DesignPoint, core: str, batches: int = 30, seed: int = 0
+    dp: config.DesignPoint, core: str, batches: int = 30, seed: int = 0, pgo: bool = False
 ) -> dict[str, float]:
     """Cycles/s of the compiled model on START-to-idle runs (rtl_speed's timed batches)."""
     p = chip_for(dp)
-    backend = make_backend(p, "verilator", core="model" if core == "model" else "rtl")
+    backend = make_backend(p, "verilator", core="model" if core == "model" else "rtl", pgo=pgo)
     assert isinstance(backend, VerilatorBackend)
     res = rtl_speed.simulate(backend.model, p, batches, seed)
     backend.close()
@@ -84,6 +84,9 @@ def main() -> None:
     )
     ap.add_argument(
         "--weight-check-every", type=int, default=50, help="RTL batches between weight checks"
+    )
+    ap.add_argument(
+        "--pgo", action="store_true", help="profile-guided model build (insitu cosim --pgo)"
     )
     args = ap.parse_args()
     if args.epochs < 1:
@@ -108,10 +111,11 @@ def main() -> None:
                 subarray_core=core,
                 instances=args.instances,
                 weight_check_every=args.weight_check_every,
+                pgo=args.pgo,
             )
             build_note = "cached" if c["build_reused"] else f"{c['build_s']:.0f} s"
             common.err.print(f"with the RTL: {c['cosim_wall_s']:.1f} s (build {build_note})")
-        raw = raw_speed(dp, core)
+        raw = raw_speed(dp, core, pgo=args.pgo)
     samples = c["rtl"]["rtl_samples"]
     cosim_cps = c["rtl_cycles_simulated"] / c["cosim_wall_s"]
     res: dict[str, Any] = {
@@ -128,6 +132,7 @@ def main() -> None:
         "instances": args.instances,
         "subarray_core": core,
         "weight_check_every": args.weight_check_every,
+        "pgo": args.pgo,
         "mismatches": c["mismatches"],
         "test_accuracy": {"golden": g["test_accuracy"], "cosim": c["test_accuracy"]},
         "cosim_summary": c,

@@ -11,6 +11,7 @@ and raises :class:`~.rtl_model.Mismatch`.
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -26,7 +27,7 @@ from ..hdl.params import ChipParams, HardwareError
 from .metrics import summarize
 from .rtl_model import Mismatch, RtlCheckedMLP, check_design
 from .segments import SegmentedRtlMLP
-from .session import AmaranthBackend, Backend, ChipSession, VerilatorBackend
+from .session import AmaranthBackend, Backend, ChipSession, VerilatorBackend, training_workload
 from .subarray_model import core_model
 
 __all__ = [
@@ -92,8 +93,12 @@ def make_backends(
     threads: int = 1,
     fast_build: bool = False,
     core: Literal["rtl", "model"] = "rtl",
+    pgo: bool = False,
 ) -> list[Backend]:
-    """``count`` chip instances; the Verilog is generated (and the model built) once."""
+    """``count`` chip instances; the Verilog is generated (and the model built) once.
+
+    ``pgo``: a profile-guided build (:func:`.verilator_model.build`) trained on random batches
+    (:func:`.session.training_workload`): 2.5x the build time, ~1.2x the speed."""
     if engine == "amaranth":
         return [AmaranthBackend(p) for _ in range(count)]
     core_module, sources = None, None
@@ -102,8 +107,11 @@ def make_backends(
         core_module = cm.module
         sources = {f"{cm.module}.sv": cm.verilog, f"{cm.module}.cpp": cm.cpp}
     _, verilog = to_verilog(p, core_module=core_module)
+    workload = functools.partial(training_workload, p=p) if pgo else None
     return [
-        VerilatorBackend(verilog, threads=threads, fast_build=fast_build, sources=sources)
+        VerilatorBackend(
+            verilog, threads=threads, fast_build=fast_build, sources=sources, pgo=workload
+        )
         for _ in range(count)
     ]
 
@@ -115,9 +123,10 @@ def make_backend(
     threads: int = 1,
     fast_build: bool = False,
     core: Literal["rtl", "model"] = "rtl",
+    pgo: bool = False,
 ) -> Backend:
     """One chip instance (:func:`make_backends`)."""
-    return make_backends(p, engine, threads=threads, fast_build=fast_build, core=core)[0]
+    return make_backends(p, engine, threads=threads, fast_build=fast_build, core=core, pgo=pgo)[0]
 
 
 def run_cosim(
@@ -131,6 +140,7 @@ def run_cosim(
     fast_build: bool = False,
     subarray_core: str = "auto",
     instances: int = 1,
+    pgo: bool = False,
     progress: Progress | None = None,
     on_status: Any = None,
 ) -> dict[str, Any]:
@@ -141,7 +151,9 @@ def run_cosim(
     RTL), ``auto`` takes the model above :data:`AUTO_MODEL_REGISTERS` column-sum registers.
 
     ``instances`` > 1: that many chip instances, each checking a contiguous segment of every
-    epoch in its own thread (:class:`.segments.SegmentedRtlMLP`); needs ``rtl_every`` = 1."""
+    epoch in its own thread (:class:`.segments.SegmentedRtlMLP`); needs ``rtl_every`` = 1.
+
+    ``pgo``: a profile-guided build of the Verilator model (:func:`make_backends`)."""
     from ..config import DesignError
 
     check_design(dp, rtl_every)
@@ -152,6 +164,8 @@ def run_cosim(
             f"--instances = {instances}: allowed: 1, or more with --rtl-every 1 and "
             "--engine verilator"
         )
+    if pgo and engine != "verilator":
+        raise DesignError(f"--pgo with --engine = {engine!r}: allowed only with verilator")
     p = chip_for(dp)
     core = core_for(p, engine, subarray_core)
     out = Path(out_dir)
@@ -162,11 +176,12 @@ def run_cosim(
     t0 = time.perf_counter()
     if on_status:
         what = "RTL" if core == "rtl" else "behavioural model (DPI-C)"
+        guided = ", profile-guided: built twice" if pgo else ""
         on_status(
-            f"building the {engine} model of the chip, subarray cores as {what} "
+            f"building the {engine} model of the chip, subarray cores as {what}{guided} "
             "(cached after the first time)"
         )
-    backends = make_backends(p, engine, count=instances, fast_build=fast_build, core=core)
+    backends = make_backends(p, engine, count=instances, fast_build=fast_build, core=core, pgo=pgo)
     build_s = time.perf_counter() - t0
     reused = bool(getattr(getattr(backends[0], "build", None), "reused", False))
     sessions = [ChipSession(p, b) for b in backends]
@@ -223,6 +238,7 @@ def run_cosim(
             "subarray_core": core,
             "rtl_every": rtl_every,
             "instances": instances,
+            "pgo": pgo,
             "mismatches": stats.mismatches,
             "rtl": stats.to_dict(),
             "build_s": build_s,

@@ -20,9 +20,16 @@ from ..algo.plan import IntegerPlan
 from ..hdl import host
 from ..hdl.memory_map import Region, payload_table, word_payload
 from ..hdl.params import ChipParams
-from .verilator_model import OP_READ, OP_WAIT, OP_WRITE, VerilatorModel, build
+from .verilator_model import OP_READ, OP_WAIT, OP_WRITE, VerilatorModel, Workload, build
 
-__all__ = ["AmaranthBackend", "Backend", "BatchResult", "ChipSession", "VerilatorBackend"]
+__all__ = [
+    "AmaranthBackend",
+    "Backend",
+    "BatchResult",
+    "ChipSession",
+    "VerilatorBackend",
+    "training_workload",
+]
 
 
 class Backend(Protocol):
@@ -48,6 +55,7 @@ class VerilatorBackend:
         jobs: int = 2,
         fast_build: bool = False,
         sources: dict[str, str] | None = None,
+        pgo: Workload | None = None,
     ) -> None:
         self.build = build(
             verilog,
@@ -56,6 +64,7 @@ class VerilatorBackend:
             jobs=jobs,
             fast_build=fast_build,
             sources=sources,
+            pgo=pgo,
         )
         self.model = VerilatorModel(self.build.library)
 
@@ -117,6 +126,24 @@ def records(cmds: Sequence[host.Command]) -> np.ndarray:
 
 
 WAIT_RECORD = np.array([[OP_WAIT, 0, 0]], dtype=np.uint32)
+
+
+def training_workload(
+    model: VerilatorModel, p: ChipParams, batches: int = 8, seed: int = 1
+) -> None:
+    """Random weights, then *batches* training runs of random batches (START until idle) and
+    the counters: the profile of a profile-guided build (``make_backends(pgo=True)``)."""
+    rng = np.random.default_rng(seed)
+    top = 2 ** (p.weight_bits - 1) - 1
+    weights = [rng.integers(-top, top + 1, size=(lay.fan_in, lay.fan_out)) for lay in p.layers]
+    model.run(records(host.write_weights(p, weights)))
+    run = np.concatenate([records(host.start(p.batch)), WAIT_RECORD])
+    for _ in range(batches):
+        a0 = rng.integers(0, 2**p.activation_bits, size=(p.batch, p.widths[0]))
+        labels = rng.integers(0, p.classes, size=p.batch)
+        model.run(records(host.write_batch(p, a0, labels)))
+        model.run(run)
+    model.run(records(host.read_counters()))
 
 
 @dataclass(frozen=True)

