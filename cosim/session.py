@@ -163,9 +163,8 @@ class ChipSession:
         self.backend = backend
         zeros = np.zeros((p.batch, p.widths[0]), dtype=np.int64)
         self._batch = records(host.write_batch(p, zeros, np.zeros(p.batch, dtype=np.int64)))
-        # the inputs of each ACT_PACK word of a sample (-1: empty lane) and the lanes' shifts
-        self._pack = np.array([idx for _, idx in host.pack_order(p, 0)], dtype=np.int64)
-        self._pack_shift = np.arange(self._pack.shape[1], dtype=np.int64) * p.activation_bits
+        # the inputs of each ACT_PACK word of a sample, for host.pack_words
+        self._pack = host.pack_table(p)
         self._outputs = records(host.read_outputs(p, p.batch))
         self._counters = records(host.read_counters())
         self._weights = records(host.read_weights(p))
@@ -239,9 +238,7 @@ class ChipSession:
             raise ValueError(f"a batch holds 1..{self.p.batch} samples, got {n}")
         per = len(self._pack) + 1
         prog_in = self._batch[: n * per].copy()
-        # a zero column for the empty lanes, then every word's lanes shifted into place
-        padded = np.concatenate([np.asarray(a0, dtype=np.int64), np.zeros((n, 1), np.int64)], 1)
-        words = (padded[:, self._pack] << self._pack_shift).sum(axis=2)
+        words = host.pack_words(self.p, a0, self._pack)
         data = np.concatenate([words, np.asarray(labels, dtype=np.int64)[:, None]], 1)
         prog_in[:, 2] = data.ravel()
         k = self.p.classes

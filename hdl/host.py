@@ -71,12 +71,11 @@ def write_batch(
     if a0.shape[0] > p.batch or a0.shape[1] != p.widths[0]:
         raise ValueError(f"inputs of shape {a0.shape}: at most {p.batch} samples of {p.widths[0]}")
     cmds: list[Command] = []
-    A = p.activation_bits
+    words = pack_words(p, a0) if packed else None
     for b in range(a0.shape[0]):
-        if packed:
-            for addr, idx in pack_order(p, b):
-                word = sum(int(a0[b, j]) << (q * A) for q, j in enumerate(idx) if j >= 0)
-                cmds.append((addr, word, True))
+        if words is not None:
+            for (addr, _), word in zip(pack_order(p, b), words[b], strict=True):
+                cmds.append((addr, int(word), True))
         else:
             for i in range(a0.shape[1]):
                 cmds.append((address(Region.ACT, act_offset(p, 0, b, i), 0), int(a0[b, i]), True))
@@ -96,6 +95,23 @@ def pack_order(p: ChipParams, sample: int) -> list[tuple[int, list[int]]]:
             idx += [-1] * (n - len(idx))
             out.append((address(Region.ACT_PACK, act_pack_offset(p, 0, sample, r, k0)), idx))
     return out
+
+
+def pack_table(p: ChipParams) -> np.ndarray:
+    """The lanes of :func:`pack_order` as an array (words per sample, lanes): the same for
+    every sample."""
+    return np.array([idx for _, idx in pack_order(p, 0)], dtype=np.int64)
+
+
+def pack_words(p: ChipParams, a0: np.ndarray, table: np.ndarray | None = None) -> np.ndarray:
+    """The data of every sample's ACT_PACK words, (samples, words per sample); ``table``:
+    :func:`pack_table` computed once by a caller that packs many batches."""
+    table = pack_table(p) if table is None else table
+    shifts = np.arange(table.shape[1], dtype=np.int64) * p.activation_bits
+    # a zero column for the empty lanes (index -1), then every lane shifted into place
+    a = np.asarray(a0, dtype=np.int64)
+    padded = np.concatenate([a, np.zeros((len(a), 1), np.int64)], 1)
+    return np.asarray((padded[:, table] << shifts).sum(axis=2))
 
 
 def write_plan(
