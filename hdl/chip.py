@@ -831,13 +831,14 @@ class Chip(wiring.Component):
         payload = Array(Const(w, 6) for w in payload_table(p))
         # an ACT_PACK word carries only the lanes that fall on its layer's row blocks
         pack_bits: Value = Const(0, 6)
+        rbits = field_bits(R)
         for i, lay in enumerate(lays):
-            kb, rb = field_bits(lay.row_blocks), field_bits(R)
+            kb = field_bits(lay.row_blocks)
             last = lay.row_blocks - 1
             full = Array(Const(A * max(0, min(PL, lay.row_blocks - k)), 6) for k in range(1 << kb))
             # the word holding the last row block carries one input less past the fan-in
             ends = Array(Const(k <= last < k + PL, 1) for k in range(1 << kb))
-            short = ends[off[:kb]] & (off[kb : kb + rb] >= lay.fan_in - last * R)
+            short = ends[off[:kb]] & (off[kb : kb + rbits] >= lay.fan_in - last * R)
             pack_bits = Mux(hl_is[i], full[off[:kb]] - Mux(short, A, 0), pack_bits)
         inc["dram_bits"].append(
             Mux(host_take, Mux(rg[Region.ACT_PACK], pack_bits, payload[region]), 0)

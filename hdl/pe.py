@@ -7,7 +7,8 @@ columns; each gets its own slice of the input word and its own read enable and w
 host writes one subarray at a time, the weight-gradient unit one row block group at a time).
 The PE's adder tree sums the row blocks' shift-added outputs into the column block's partial
 layer outputs ``y``; the transposed (BP) sums and the decoded weight rows leave per row block,
-since the tile sums the former over column blocks and the WGU reads the latter by row block.
+since the chip sums the former over column blocks (across tiles) and the WGU reads the latter
+by row block. :class:`insitu.hdl.tile.Tile` holds the PEs.
 """
 
 from __future__ import annotations
