@@ -1,18 +1,22 @@
 """The results store of a sweep: one SQLite file, one row per point, keyed by the point's hash.
 
 Only the sweep's client writes, one transaction per finished point, so a row is there whole or
-not at all, whatever kills the process. A point that finished is never run again; a point that
-failed keeps its reason until a re-run replaces it. ``plan.json`` beside the store lists every
-planned point, so pending points are the planned keys that have no row.
+not at all, whatever kills the process. The file is created with its table in a temporary and
+linked into place, so a reader never finds a store without its table. A point that finished is
+never run again; a point that failed keeps its reason until a re-run replaces it. ``plan.json``
+beside the store lists every planned point, so pending points are the planned keys that have no
+row.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,9 +65,29 @@ class Store:
         self.folder = Path(folder)
         self.path = self.folder / STORE
 
+    def _create(self) -> None:
+        """Create the store whole: schema and WAL mode in a temporary, then link it into place.
+
+        ``os.link`` fails when the store exists, so a second creator never replaces rows.
+        """
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".{STORE}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            with closing(sqlite3.connect(tmp)) as con:
+                con.execute("PRAGMA journal_mode=WAL")
+                con.execute(_SCHEMA)
+                con.commit()
+            with suppress(FileExistsError):
+                os.link(tmp, self.path)
+        finally:
+            for leftover in (tmp, tmp + "-wal", tmp + "-shm"):
+                Path(leftover).unlink(missing_ok=True)
+
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():
+            self._create()
         with closing(sqlite3.connect(self.path, timeout=60)) as con:
             con.execute("PRAGMA journal_mode=WAL")
             con.execute(_SCHEMA)

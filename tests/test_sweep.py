@@ -149,6 +149,29 @@ points:
     assert "1 finished, 1 failed, 0 pending" in res.output
 
 
+def test_store_appears_with_its_table_and_is_never_recreated(tmp_path: Path) -> None:
+    import threading
+
+    # a reader polling a store being created must never find a file without the table
+    for i in range(40):
+        folder = tmp_path / f"s{i}"
+        store = Store(folder)
+        writer = threading.Thread(
+            target=store.put,
+            args=("k",),
+            kwargs=dict(status="ok", command="c", overrides={}, design={}),
+        )
+        writer.start()
+        while writer.is_alive():
+            if store.path.exists():
+                rows(folder)  # raises "no such table" if the file came before its table
+        writer.join()
+        assert [r.key for r in store.rows()] == ["k"]
+        assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]
+    store._create()  # a second creator leaves the rows alone
+    assert [r.key for r in store.rows()] == ["k"]
+
+
 def test_killed_sweep_resumes_with_every_point_once(tmp_path: Path) -> None:
     path = write(tmp_path, SWEEP24)
     out = tmp_path / "out"
