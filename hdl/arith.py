@@ -104,26 +104,36 @@ def apply_masks(state: Value, masks: list[int]) -> Value:
 
 
 # ------------------------------------------------------------------------------ hashing
-def dither_word(
-    m: Module, index: Value, step: Value, layer: Value | int, seed: int, tag: str
-) -> Value:
-    """The 32-bit hash word(seed, step, layer, index) of stochastic rounding."""
-    x = wire(
-        m,
-        (
-            (index * 0x27D4EB2F)[:32]
-            + (step * 0x165667B1)[:32]
-            + ((layer * 0x61C88647) & M32)
-            + (seed & M32)
-        )[:32],
-        32,
-        f"hash{tag}_0",
-    )
+HASH_INDEX_MUL = 0x27D4EB2F
+
+
+def hash_start(index: Value, step: Value, layer: Value | int, seed: int) -> Value:
+    """The first word of the stochastic-rounding hash: ``index*K1 + step*K2 + layer*K3 +
+    seed`` mod 2^32. It is linear in ``index``, so the weight-gradient unit computes it once
+    per row and adds each lane's ``offset * HASH_INDEX_MUL`` as a constant."""
+    return (
+        (index * HASH_INDEX_MUL)[:32]
+        + (step * 0x165667B1)[:32]
+        + ((layer * 0x61C88647) & M32)
+        + (seed & M32)
+    )[:32]
+
+
+def hash_finish(m: Module, x0: Value, tag: str) -> Value:
+    """The 32-bit hash word from :func:`hash_start`'s word (the mixing rounds)."""
+    x = wire(m, x0, 32, f"hash{tag}_0")
     x = wire(m, x ^ (x >> 16), 32, f"hash{tag}_1")
     x = wire(m, (x * 0x7FEB352D)[:32], 32, f"hash{tag}_2")
     x = wire(m, x ^ (x >> 15), 32, f"hash{tag}_3")
     x = wire(m, (x * 0x2C1B3C6D)[:32], 32, f"hash{tag}_4")
     return x ^ (x >> 16)
+
+
+def dither_word(
+    m: Module, index: Value, step: Value, layer: Value | int, seed: int, tag: str
+) -> Value:
+    """The 32-bit hash word(seed, step, layer, index) of stochastic rounding."""
+    return hash_finish(m, hash_start(index, step, layer, seed), tag)
 
 
 def round_shift(g: Value, shift: Value, dither: Value | None) -> Value:

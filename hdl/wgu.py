@@ -16,6 +16,10 @@ do not change: every weight's gradient is its own sum.
 
 One WGU per layer (DFA: all layers update at once) or one WGU shared by all layers
 (``wgu: shared``, the default for BP and FA), selected by its ``layer`` input.
+
+Each lane (one weight of the row: multiply-accumulate, rounding, saturation, the new cells) is
+a :class:`GradientLane` submodule, identical in every lane of every WGU of a chip: the area
+flow (``hdl/asic_area.py``) synthesizes one lane instead of hundreds.
 """
 
 from __future__ import annotations
@@ -24,11 +28,83 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .arith import dither_word, encode_cells, mul_small, round_shift, saturate, tree_sum, wire
+from .arith import (
+    HASH_INDEX_MUL,
+    M32,
+    encode_cells,
+    hash_finish,
+    hash_start,
+    mul_small,
+    round_shift,
+    saturate,
+    tree_sum,
+    wire,
+)
 from .params import ChipParams, LayerHW, bits_for
 
 # Activation widths up to this are multiplied by shift-add in LUTs; wider ones go to DSPs.
 MUL_SMALL_BITS = 4
+
+
+class GradientLane(wiring.Component):
+    """One lane: ``g += a * d`` while ``mac``; the rounded, saturated update of ``weight``.
+
+    ``clear`` zeroes the accumulator and wins over ``mac``. ``hash0`` is the first word of the
+    weight's stochastic-rounding hash (:func:`~.arith.hash_start`), ``cells`` the weight's new
+    cells and ``changed`` how many of its cells differ from the old ones. Every port width
+    follows from the chip's parameters only, so every lane of a chip is the same circuit.
+    """
+
+    def __init__(self, p: ChipParams, *, shift_bits: int) -> None:
+        self._p = p
+        self.g_width = p.activation_bits + p.error_bits + bits_for(p.batch) + 2
+        self.word_w = p.polarities * p.weight_bits
+        ports = {
+            "a": In(p.activation_bits),
+            "d": In(signed(p.error_bits)),
+            "mac": In(1),
+            "clear": In(1),
+            "shift": In(shift_bits),
+            "weight": In(signed(p.weight_bits)),
+            "cells": Out(self.word_w),
+            "changed": Out(range(self.word_w // p.cell_bits + 1)),
+        }
+        if p.rounding == "stochastic":
+            ports["hash0"] = In(32)
+        super().__init__(ports)
+
+    def elaborate(self, platform: object) -> Module:
+        p = self._p
+        m = Module()
+        g = Signal(signed(self.g_width))
+        # few activation bits: a shift-add, not a DSP (see mul_small)
+        A = p.activation_bits
+        prod = mul_small(self.a, self.d) if A <= MUL_SMALL_BITS else self.a * self.d
+        with m.If(self.clear):
+            m.d.sync += g.eq(0)
+        with m.Elif(self.mac):
+            m.d.sync += g.eq(g + prod)
+        dither = None
+        if p.rounding == "stochastic":
+            dither = hash_finish(m, self.hash0, "")
+        rounded = wire(m, round_shift(g, self.shift, dither), signed(self.g_width + 1), "round")
+        dw = wire(m, saturate(rounded, p.gradient_bits), signed(p.gradient_bits), "dw")
+        new = wire(m, saturate(self.weight - dw, p.weight_bits), signed(p.weight_bits), "new")
+        cells_new = wire(m, encode_cells(new, p.weight_bits, p.encoding), self.word_w, "cells_new")
+        cells_old = wire(
+            m, encode_cells(self.weight, p.weight_bits, p.encoding), self.word_w, "cells_old"
+        )
+        m.d.comb += self.cells.eq(cells_new)
+        cb = p.cell_bits
+        m.d.comb += self.changed.eq(
+            tree_sum(
+                [
+                    cells_new[c * cb : (c + 1) * cb] != cells_old[c * cb : (c + 1) * cb]
+                    for c in range(self.word_w // cb)
+                ]
+            )
+        )
+        return m
 
 
 class WeightGradientUnit(wiring.Component):
@@ -78,7 +154,6 @@ class WeightGradientUnit(wiring.Component):
         m = Module()
         nw, A, E, rb = p.weights_per_row, p.activation_bits, p.error_bits, self.row_blocks
         P, G = self.row_blocks, self.groups
-        g_width = A + E + bits_for(p.batch) + 2
 
         def per_layer(values: list[int]) -> Value:
             return Array(values)[self.layer] if len(values) > 1 else values[0]
@@ -96,7 +171,7 @@ class WeightGradientUnit(wiring.Component):
         a_addr = Signal.like(self.act_addr)
         d_addr = Signal.like(self.dlt_addr)
         mac_v = Signal()
-        g = [[Signal(signed(g_width), name=f"g{k}_{j}") for j in range(nw)] for k in range(rb)]
+        clear = Signal()
         m.d.comb += [
             self.act_addr.eq(a_addr),
             self.dlt_addr.eq(d_addr),
@@ -109,7 +184,7 @@ class WeightGradientUnit(wiring.Component):
         last_grp = grp == groups_of - 1
         base = grp * P if G > 1 else Const(0)
 
-        # Accumulate the products of the reads issued last cycle.
+        # The lanes accumulate the products of the reads issued last cycle.
         m.d.sync += mac_v.eq(self.act_en)
         active_rows = Signal(range(rb + 1))
         if G > 1:
@@ -118,66 +193,55 @@ class WeightGradientUnit(wiring.Component):
             m.d.comb += active_rows.eq(Mux(left > P, P, left))
         else:
             m.d.comb += active_rows.eq(rb_of)
+        with m.If(mac_v):
+            m.d.comb += self.macs.eq(active_rows * nw)
         acts = [
             self.act_data[k * A : (k + 1) * A].as_unsigned() for k in range(self.all_row_blocks)
         ]
-        with m.If(mac_v):
-            m.d.comb += self.macs.eq(active_rows * nw)
-            for k in range(rb):
-                if G > 1:
-                    a_k = Signal(A, name=f"a_lane{k}")
-                    pick = [acts[g * P + k] if g * P + k < len(acts) else 0 for g in range(G)]
-                    m.d.comb += a_k.eq(Array(pick)[grp])
-                else:
-                    a_k = acts[k]
-                for j in range(nw):
-                    d_j = self.dlt_data[j * E : (j + 1) * E].as_signed()
-                    # few activation bits: a shift-add, not a DSP (see mul_small)
-                    prod = mul_small(a_k, d_j) if A <= MUL_SMALL_BITS else a_k * d_j
-                    m.d.sync += g[k][j].eq(g[k][j] + prod)
-
-        # Rounding, saturation and the new cells of every lane (used in the WRITE state).
-        word_w = p.polarities * p.weight_bits
+        if p.rounding == "stochastic":
+            # the hash's first word is linear in the weight's index: once per row, plus a
+            # constant per lane (index = (r + (base + k) * rows) * n + cbi * nw + j)
+            h_row = wire(
+                m,
+                hash_start(
+                    (r + base * p.rows) * n_of + cbi * nw, self._step, layer_index, p.hash_seed
+                ),
+                32,
+                "hash_row",
+            )
         changed: list[Value] = []
         for k in range(rb):
-            lanes = []
+            if G > 1:
+                a_k = Signal(A, name=f"a_lane{k}")
+                pick = [acts[g * P + k] if g * P + k < len(acts) else 0 for g in range(G)]
+                m.d.comb += a_k.eq(Array(pick)[grp])
+            else:
+                a_k = acts[k]
+            cells = []
             for j in range(nw):
-                dither = None
-                tag = f"{k}_{j}"
+                lane = GradientLane(p, shift_bits=len(shift))
+                m.submodules[f"lane{k}_{j}"] = lane
+                m.d.comb += [
+                    lane.a.eq(a_k),
+                    lane.d.eq(self.dlt_data[j * E : (j + 1) * E].as_signed()),
+                    lane.mac.eq(mac_v),
+                    lane.clear.eq(clear),
+                    lane.shift.eq(shift),
+                    lane.weight.eq(self.weights[k][j]),
+                ]
                 if p.rounding == "stochastic":
-                    index = (r + (base + k) * p.rows) * n_of + cbi * nw + j
-                    dither = dither_word(m, index, self._step, layer_index, p.hash_seed, tag)
-                rounded = wire(
-                    m, round_shift(g[k][j], shift, dither), signed(g_width + 1), f"round{tag}"
-                )
-                dw = wire(
-                    m, saturate(rounded, p.gradient_bits), signed(p.gradient_bits), f"dw{tag}"
-                )
-                new = wire(
-                    m,
-                    saturate(self.weights[k][j] - dw, p.weight_bits),
-                    signed(p.weight_bits),
-                    f"new{tag}",
-                )
-                cells_new = wire(
-                    m, encode_cells(new, p.weight_bits, p.encoding), word_w, f"cells_new{tag}"
-                )
-                cells_old = wire(
-                    m,
-                    encode_cells(self.weights[k][j], p.weight_bits, p.encoding),
-                    word_w,
-                    f"cells_old{tag}",
-                )
-                lanes.append(cells_new)
-                for col in range(word_w // p.cell_bits):
-                    sl = slice(col * p.cell_bits, (col + 1) * p.cell_bits)
-                    changed.append((cells_new[sl] != cells_old[sl]) & (k < active_rows))
-            m.d.comb += self.w_data[k].eq(Cat(*lanes))
+                    offset = per_layer(
+                        [((k * p.rows * lay.fan_out + j) * HASH_INDEX_MUL) & M32 for lay in lays]
+                    )
+                    m.d.comb += lane.hash0.eq((h_row + offset)[:32])
+                cells.append(lane.cells)
+                changed.append(Mux(k < active_rows, lane.changed, 0))
+            m.d.comb += self.w_data[k].eq(Cat(*cells))
 
         with m.FSM():
             with m.State("IDLE"), m.If(self.start):
                 m.d.sync += [r.eq(0), cbi.eq(0), grp.eq(0), b.eq(0), a_addr.eq(0), d_addr.eq(0)]
-                m.d.sync += [x.eq(0) for row in g for x in row]
+                m.d.comb += clear.eq(1)
                 m.next = "MAC"
             with m.State("MAC"):
                 m.d.comb += [self.busy.eq(1), self.act_en.eq(1), self.dlt_en.eq(1)]
@@ -192,7 +256,7 @@ class WeightGradientUnit(wiring.Component):
             with m.State("WRITE"):
                 m.d.comb += [self.busy.eq(1), self.w_write.eq(1)]
                 m.d.comb += self.cells_changed.eq(tree_sum(changed))
-                m.d.sync += [x.eq(0) for row in g for x in row]
+                m.d.comb += clear.eq(1)
                 m.d.sync += b.eq(0)
 
                 def next_row() -> None:

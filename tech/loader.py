@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 _HERE = Path(__file__).resolve().parent
 NODES_DIR = _HERE / "nodes"
 DEVICES_DIR = _HERE / "devices"
+CELLS_DIR = _HERE / "cells"
 
 _TEXT_FIELDS_NODE = ("name", "description")
 _TEXT_FIELDS_DEVICE = ("name", "description", "technology")
@@ -62,8 +63,42 @@ class TechNode(BaseModel):
     mult_int8_um2: float
     register_bit_um2: float
     sram_bit_um2: float
+    # standard-cell area at this node / at 45 nm (tech/cells/*.yaml are 45 nm cells)
+    logic_area_scale: float
     sources: dict[str, str]
     units: dict[str, str]
+
+
+class StdCell(BaseModel):
+    """One standard cell: its area and logic function (Liberty syntax), or a D flip-flop."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    area_um2: float = Field(gt=0)
+    inputs: tuple[str, ...] = Field(min_length=1)
+    output: str
+    function: str | None = None
+    clocked_on: str | None = None
+    next_state: str | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> StdCell:
+        ff = self.clocked_on is not None and self.next_state is not None
+        if (self.function is None) == (not ff):
+            raise ValueError("a cell has either a function or both clocked_on and next_state")
+        return self
+
+
+class CellLibrary(BaseModel):
+    """Standard cells of a node, with the source of their areas (``tech/cells/*.yaml``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    description: str
+    node_nm: float
+    source: str
+    cells: dict[str, StdCell] = Field(min_length=1)
 
 
 class DevicePreset(BaseModel):
@@ -198,6 +233,22 @@ def load_device(name: str) -> DevicePreset:
     device: DevicePreset = _parse(path, DevicePreset, _TEXT_FIELDS_DEVICE)
     _check_name(path, device.name)
     return device
+
+
+@lru_cache(maxsize=8)
+def load_cells(name: str = "nangate45") -> CellLibrary:
+    """Load the standard-cell library ``name`` from ``tech/cells/<name>.yaml``."""
+    path = _resolve(name, CELLS_DIR, sorted(_names(CELLS_DIR)), "cell library")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        lib = CellLibrary.model_validate(raw)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path.name}: not valid YAML: {exc}") from exc
+    except ValidationError as exc:
+        fields = ", ".join(".".join(str(p) for p in err["loc"]) for err in exc.errors())
+        raise ValueError(f"{path.name}: invalid field(s) {fields}: {exc}") from exc
+    _check_name(path, lib.name)
+    return lib
 
 
 def load_file(path: str | Path, kind: str) -> TechNode | DevicePreset:
