@@ -21,6 +21,8 @@ from typing import Any
 import yaml
 
 from ..config import DesignPoint
+from ..hdl.asic_area import AsicArea
+from ..hdl.export import TOP
 from ..hdl.params import ChipParams
 from ..tech.loader import load_device, load_node
 
@@ -56,6 +58,30 @@ class AreaItem:
         return self.count * self.unit_um2
 
 
+# blocks of the unit model that synthesis cannot see (the analog array's stand-in)
+_KEPT_BLOCKS = ("cells", "ADC", "shift-add accumulator")
+
+
+def _short(module: str) -> str:
+    return module.removeprefix(f"{TOP}.") if module != TOP else "top"
+
+
+def _component_of(module: str) -> str:
+    """The area component of a generated module, by its place in the chip's hierarchy."""
+    first = _short(module).split(".")[0]
+    if module == TOP:
+        return "other"  # sequencer, host port, counters, control registers
+    for prefix, component in (
+        ("tile", "accumulation"),
+        ("wgu", "wgu"),
+        ("feedback", "wgu"),
+        ("htree", "interconnect"),
+    ):
+        if first.startswith(prefix):
+            return component
+    return "other"
+
+
 def load_periphery(path: Path = PERIPHERY) -> dict[str, dict[str, Any]]:
     """The periphery table: name -> {value, unit, source}."""
     doc = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -70,14 +96,14 @@ def _field(obj: Any, name: str) -> tuple[float, str]:
 class CostModel:
     """Energies per event and areas per block of one generated chip."""
 
-    def __init__(self, dp: DesignPoint, p: ChipParams) -> None:
-        self.dp, self.p = dp, p
+    def __init__(self, dp: DesignPoint, p: ChipParams, synth: AsicArea | None = None) -> None:
+        self.dp, self.p, self.synth = dp, p, synth
         self.node = load_node(dp.tech.node)
         self.device = load_device(dp.array.device)
         self.periphery = load_periphery()
         self.lut_costs = self._lut_costs()
         self.costs = self._energy()
-        self.areas = self._area()
+        self.areas = self._area() if synth is None else self._synth_area(synth)
 
     # -- helpers --------------------------------------------------------------------------
     def _n(self, name: str) -> tuple[float, str]:
@@ -402,6 +428,56 @@ class CostModel:
             )
         )
         return items
+
+    def _synth_area(self, synth: AsicArea) -> list[AreaItem]:
+        """Cells, ADCs and shift-add as in :meth:`_area`; every other block from synthesis."""
+        analog = [it for it in self._area() if it.block in _KEPT_BLOCKS]
+        scale, s_scale = self._n("logic_area_scale")
+        sram_bit, s_sram = self._n("sram_bit_um2")
+        items = list(analog)
+        for name, mod in sorted(synth.modules.items()):
+            if mod.area_um2 <= 0:
+                continue  # wrappers: only wires and black boxes
+            ffs = sum(n for c, n in mod.cells.items() if c.startswith("DFF"))
+            items.append(
+                AreaItem(
+                    _component_of(name),
+                    _short(name)
+                    + (f" (+{len(mod.members) - 1} like it)" if len(mod.members) > 1 else ""),
+                    mod.instances,
+                    mod.area_um2 * scale,
+                    f"synthesized ({synth.yosys}): {sum(mod.cells.values())} {synth.library} "
+                    f"cells, {ffs} flip-flops, {mod.area_um2:.1f} um^2 at {synth.node_nm:g} nm "
+                    f"x {scale:g}",
+                    (synth.library_source, s_scale),
+                )
+            )
+            if mod.rams:
+                names = ", ".join(f"{k} {w}x{b}" for k, (w, b) in sorted(mod.rams.items()))
+                items.append(
+                    AreaItem(
+                        "buffers",
+                        f"{_short(name)} RAMs (SRAM bits)",
+                        mod.ram_bits * mod.instances,
+                        sram_bit,
+                        f"synthesized memories {names}; SRAM bit cell",
+                        (s_sram,),
+                    )
+                )
+        return items
+
+    @property
+    def area_source(self) -> dict[str, Any]:
+        """Where the areas come from (summary.json's ``area_mm2.source``)."""
+        if self.synth is None:
+            return {"digital": "cited unit areas x counts (tech/, cosim/costs.py)"}
+        return {
+            "digital": f"synthesis: {self.synth.yosys}, {self.synth.library} cells, scaled to "
+            f"{self.dp.tech.node} by {self.node.logic_area_scale:g}",
+            "analog": "cells, ADCs and subarray shift-add: "
+            + ("analog LUT" if "adc_area" in self.lut_costs else "cited unit areas"),
+            "synthesis_s": round(self.synth.seconds, 1),
+        }
 
     # -- reports ----------------------------------------------------------------------------
     def area_by_component(self) -> dict[str, float]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..config import DesignPoint
+from ..hdl.asic_area import AsicArea
 from ..hdl.params import ChipParams
 from .costs import CostModel
 
@@ -57,14 +58,16 @@ def summarize(
     *,
     verify_bits: int = 0,
     train_samples: int = 0,
+    synth: AsicArea | None = None,
 ) -> dict[str, Any]:
     """Latency, energy, area and efficiency from cumulative training counters.
 
     ``verify_bits``: data bits the harness read back for verification (weights, deltas); they
     passed through the host port but are not part of training, so they are taken out of the
-    off-chip traffic. ``train_samples``: samples per epoch (for per-epoch latency).
+    off-chip traffic. ``train_samples``: samples per epoch (for per-epoch latency). ``synth``:
+    the chip's synthesized area; without it the digital blocks get cited unit areas.
     """
-    costs = CostModel(dp, p)
+    costs = CostModel(dp, p, synth)
     period, period_why = clock(dp, costs)
     samples = max(1, counters.get("samples", 0))
     cycles = {ph: counters.get(f"cycles_{ph}", 0) for ph in PHASES}
@@ -102,7 +105,21 @@ def summarize(
             "by_event": energy_events,
             "by_component": energy_components,
         },
-        "area_mm2": {"total": sum(area.values()), "by_component": area},
+        "area_mm2": {
+            "total": sum(area.values()),
+            "by_component": area,
+            "source": costs.area_source,
+            "blocks": [
+                {
+                    "component": it.component,
+                    "block": it.block,
+                    "count": it.count,
+                    "mm2": it.total_um2 * 1e-6,
+                    "formula": it.formula,
+                }
+                for it in costs.areas
+            ],
+        },
         "memory_utilization": used / cells if cells else 0.0,
         "tops_per_w": (ops / total_energy / 1e12) if total_energy > 0 else None,
         "counters": dict(counters),

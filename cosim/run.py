@@ -24,6 +24,7 @@ from ..atomic import write_json, write_text
 from ..config import DesignPoint
 from ..hdl.export import to_verilog
 from ..hdl.params import ChipParams, HardwareError
+from .area import finish_synthesis, start_synthesis
 from .metrics import summarize
 from .rtl_model import Mismatch, RtlCheckedMLP, check_design
 from .segments import SegmentedRtlMLP
@@ -141,6 +142,7 @@ def run_cosim(
     subarray_core: str = "auto",
     instances: int = 1,
     pgo: bool = False,
+    area: Literal["synth", "model"] = "synth",
     progress: Progress | None = None,
     on_status: Any = None,
 ) -> dict[str, Any]:
@@ -153,7 +155,11 @@ def run_cosim(
     ``instances`` > 1: that many chip instances, each checking a contiguous segment of every
     epoch in its own thread (:class:`.segments.SegmentedRtlMLP`); needs ``rtl_every`` = 1.
 
-    ``pgo``: a profile-guided build of the Verilator model (:func:`make_backends`)."""
+    ``pgo``: a profile-guided build of the Verilator model (:func:`make_backends`).
+
+    ``area``: ``synth`` synthesizes the chip's digital blocks with yosys while it trains
+    (:func:`.area.start_synthesis`, cached) for the area breakdown; ``model`` uses cited unit
+    areas only."""
     from ..config import DesignError
 
     check_design(dp, rtl_every)
@@ -166,6 +172,8 @@ def run_cosim(
         )
     if pgo and engine != "verilator":
         raise DesignError(f"--pgo with --engine = {engine!r}: allowed only with verilator")
+    if area not in ("synth", "model"):
+        raise DesignError(f"--area = {area!r}: allowed: synth, model")
     p = chip_for(dp)
     core = core_for(p, engine, subarray_core)
     out = Path(out_dir)
@@ -184,6 +192,8 @@ def run_cosim(
     backends = make_backends(p, engine, count=instances, fast_build=fast_build, core=core, pgo=pgo)
     build_s = time.perf_counter() - t0
     reused = bool(getattr(getattr(backends[0], "build", None), "reused", False))
+    verilog = getattr(backends[0], "verilog", None)
+    synthesis = start_synthesis(p, verilog, on_status) if area == "synth" else None
     sessions = [ChipSession(p, b) for b in backends]
     data = load_data(dp)
     model: RtlCheckedMLP | SegmentedRtlMLP
@@ -224,13 +234,19 @@ def run_cosim(
             sess.close()
     train_s = time.perf_counter() - t1
     stats = model.stats
+    if synthesis is not None and on_status:
+        on_status("waiting for the area synthesis (yosys)")
+    synth, synth_note = finish_synthesis(synthesis)
     metrics = summarize(
         dp,
         p,
         stats.counters,
         verify_bits=stats.verify_bits,
         train_samples=len(data.y_train),
+        synth=synth,
     )
+    if synth_note:
+        metrics["area_mm2"]["source"]["synthesis"] = synth_note
     summary.update(
         {
             "command": "cosim",

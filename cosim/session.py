@@ -57,6 +57,7 @@ class VerilatorBackend:
         sources: dict[str, str] | None = None,
         pgo: Workload | None = None,
     ) -> None:
+        self.verilog = verilog
         self.build = build(
             verilog,
             cache=cache,

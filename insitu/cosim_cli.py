@@ -69,6 +69,7 @@ def cosim(
     subarray_core: str = "auto",
     instances: int = 1,
     pgo: bool = False,
+    area: str = "synth",
 ) -> None:
     """The body of ``insitu cosim`` (registered in :mod:`insitu.cli`)."""
     # the chip computes the integer contract: hardware mode unless the user asked otherwise
@@ -91,6 +92,7 @@ def cosim(
             "subarray_core": subarray_core,
             "instances": instances,
             "pgo": pgo,
+            "area": area,
         }
         _run(dp, design, out_dir, quiet, kwargs)
     except PlanError as exc:  # an ADC table file or LUT that cannot be used
@@ -289,6 +291,14 @@ def cosim_command(
             "for whole epochs.",
         ),
     ] = False,
+    area: Annotated[
+        str,
+        typer.Option(
+            "--area",
+            help="synth: area of the digital blocks from yosys onto the cited standard cells "
+            "(runs beside training, cached); model: cited unit areas only.",
+        ),
+    ] = "synth",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Train with the generated chip in the loop (bit-exact), report latency/energy/area."""
@@ -306,4 +316,5 @@ def cosim_command(
         subarray_core=subarray_core,
         instances=instances,
         pgo=pgo,
+        area=area,
     )
