@@ -38,6 +38,7 @@ import _common as common
 import numpy as np
 
 from insitu import config
+from insitu.cosim.area import finish_synthesis, start_synthesis
 from insitu.cosim.metrics import summarize
 from insitu.hdl import host
 from insitu.hdl.amaranth_sim import WAIT, simulate
@@ -69,9 +70,12 @@ def design(
     return dp.model_copy(update={"network": dp.network.model_copy(update={"layers": layers})})
 
 
-def measure(dp: config.DesignPoint, seed: int) -> dict[str, Any]:
-    """One batch in the Amaranth simulator; the counters per sample and the run's cost."""
+def measure(dp: config.DesignPoint, seed: int, area: str = "synth") -> dict[str, Any]:
+    """One batch in the Amaranth simulator; the counters per sample and the run's cost.
+
+    ``area="synth"``: the digital blocks' area from yosys (cached), as ``insitu cosim`` does."""
     p = chip_params(dp)
+    synthesis = start_synthesis(p, None) if area == "synth" else None
     rng = np.random.default_rng(seed)
     n = p.batch
     a0 = rng.integers(0, 2**p.activation_bits, size=(n, p.widths[0]))
@@ -84,7 +88,10 @@ def measure(dp: config.DesignPoint, seed: int) -> dict[str, Any]:
     if ctr["samples"] != n:
         raise common.BenchError(f"the chip counted {ctr['samples']} samples, {n} were run")
     phases = {ph: ctr[f"cycles_{ph}"] / n for ph in PHASES}
-    costs = summarize(dp, p, ctr)  # latency, energy and area from the counters (cosim)
+    synth, why_not = finish_synthesis(synthesis)
+    if why_not:
+        common.err.print(f"area synthesis: {why_not}")
+    costs = summarize(dp, p, ctr, synth=synth)  # latency, energy, area as insitu cosim has them
     if sum(ctr[f"cycles_{ph}"] for ph in PHASES) != ctr["cycles_busy"]:
         raise common.BenchError(f"phase cycles do not add up to cycles_busy: {ctr}")
     return {
@@ -120,6 +127,12 @@ def main() -> None:
     )
     p.add_argument("--set", "-s", action="append", default=[], help="extra a.b=value override")
     p.add_argument("--seed", type=int, default=0, help="random inputs and labels")
+    p.add_argument(
+        "--area",
+        choices=["synth", "model"],
+        default="synth",
+        help="digital blocks' area from yosys (default, cached) or cited unit areas",
+    )
     p.add_argument("--quick", action="store_true", help="N = 2, 3 only")
     p.add_argument(
         "--out", type=Path, default=None, help="results folder (default runs/bench/rtl_cycles)"
@@ -145,7 +158,7 @@ def main() -> None:
         for n in ns:
             for rule in rules:
                 dp = design(args.preset, rule, n, args.hidden, args.array, args.batch, extra)
-                res = measure(dp, args.seed)
+                res = measure(dp, args.seed, args.area)
                 results[(n, rule)] = res
                 ps = res["per_sample"]
                 common.err.print(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from test_cosim import SMALL
 
 from insitu import config
 from insitu.cosim.costs import CostModel
@@ -22,16 +23,6 @@ from insitu.hdl.asic_area import (
 from insitu.hdl.export import SUBARRAY, TOP, to_verilog
 from insitu.hdl.toolchain import have_tool
 from insitu.tech.loader import CellLibrary, load_cells, load_node
-
-SMALL = [
-    "learning.mode=hardware",
-    "learning.rule=dfa",
-    "network.layers=[64,16,10]",
-    "array.rows=32",
-    "array.cols=32",
-    "precision.weight_bits=6",
-    "learning.batch_size=8",
-]
 
 VERILOG = r"""
 module \top.leaf_a (a, y);

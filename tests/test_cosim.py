@@ -31,7 +31,7 @@ from insitu.cosim.segments import SegmentedRtlMLP
 from insitu.cosim.session import AmaranthBackend, ChipSession, VerilatorBackend
 from insitu.hdl.export import to_verilog
 from insitu.hdl.params import ChipParams
-from insitu.hdl.toolchain import ToolError, verilator_env
+from insitu.hdl.toolchain import ToolError, have_tool, verilator_env
 
 # learns digits to ~70% in 2 epochs; one Verilator build (fast_build) serves every test
 SMALL = [
@@ -203,7 +203,9 @@ def test_instances_are_refused_where_they_cannot_work(tmp_path: Path) -> None:
         run_cosim(small(), tmp_path / "y", instances=0)
     with pytest.raises(config.DesignError, match="--pgo with --engine = 'amaranth': allowed only"):
         run_cosim(small(), tmp_path / "z", engine="amaranth", pgo=True)
-    assert not any((tmp_path / d).exists() for d in "xyz")
+    with pytest.raises(config.DesignError, match="--area = 'exact': allowed: synth, model"):
+        run_cosim(small(), tmp_path / "w", area="exact")  # type: ignore[arg-type]
+    assert not any((tmp_path / d).exists() for d in "xyzw")
 
 
 def test_subarray_core_choice() -> None:
@@ -266,6 +268,19 @@ def test_cosim_epoch_resume_and_metrics(tmp_path: Path, verilator_cache: Path) -
     assert s2["latency_s"]["per_sample"]["forward"] == pytest.approx(fwd)
     assert set(s2["area_mm2"]["by_component"]) >= {"arrays", "adcs", "wgu", "buffers"}
     assert 0 < s2["memory_utilization"] <= 1
+    # the digital blocks' area is synthesized (default --area synth), or the run says why not
+    source = s2["area_mm2"]["source"]
+    if have_tool("yosys"):
+        assert source["digital"].startswith("synthesis") and "synthesis" not in source
+        blocks = {b["block"]: b for b in s2["area_mm2"]["blocks"]}
+        lanes = [b for name, b in blocks.items() if ".lane" in name]
+        assert len(lanes) == 1 and lanes[0]["count"] > 1  # every WGU lane: one class
+        assert sum(b["mm2"] for b in blocks.values()) == pytest.approx(s2["area_mm2"]["total"])
+    else:
+        assert "yosys is not installed" in source["synthesis"]
+    # --area model: cited unit areas for every block
+    m2 = summarize(dp2, p, s2["counters"])
+    assert m2["area_mm2"]["source"]["digital"].startswith("cited unit areas")
 
 
 def test_spot_checks_compare_weights_and_keep_reloads_out_of_offchip(
