@@ -102,6 +102,53 @@ def synth(
         raise typer.Exit(1)
 
 
+@hdl_app.command("area")
+def area(
+    folder: Annotated[Path, typer.Argument(help="A folder written by `insitu hdl generate`.")],
+    node: Annotated[
+        str | None, typer.Option(help="Scale to this tech node (default: the cells' 45 nm).")
+    ] = None,
+) -> None:
+    """Area of every digital block from yosys onto the cited standard cells (tech/cells).
+
+    One module per class of identical modules is synthesized (every WGU lane is one class);
+    the subarray, a stand-in for the analog array and ADCs, is left out. Writes area.json."""
+    from .cosim.area import area_cache
+    from .hdl.asic_area import synthesize_area
+    from .hdl.export import SUBARRAY
+    from .hdl.synth import atomic_write_text
+    from .tech.loader import list_nodes, load_node
+
+    if node is not None and node not in list_nodes():
+        raise config.DesignError(f"--node = {node!r}: allowed: {', '.join(list_nodes())}")
+    scale = load_node(node).logic_area_scale if node else 1.0
+    v, top = _generated(folder)
+    res = synthesize_area(
+        v.read_text(encoding="utf-8"), top, standins=[SUBARRAY], cache=area_cache()
+    )
+    where = node or f"{res.node_nm:g} nm"
+    t = Table(title=f"{top}: {res.library} cells, {where} ({res.yosys})")
+    for col in ("block class", "instances", "cells", "um^2 each", "um^2 all", "RAM bits"):
+        t.add_column(col, justify="left" if col == "block class" else "right")
+    mods = sorted(res.modules.values(), key=lambda m: -m.area_um2 * m.instances)
+    for m in mods:
+        t.add_row(
+            m.name,
+            str(m.instances),
+            str(sum(m.cells.values())),
+            f"{m.area_um2 * scale:,.1f}",
+            f"{m.area_um2 * m.instances * scale:,.1f}",
+            str(m.ram_bits * m.instances),
+        )
+    out.print(t)
+    out.print(
+        f"logic {res.logic_um2 * scale * 1e-6:.4f} mm^2 at {where}, RAM {res.ram_bits} bits; "
+        f"synthesis {res.seconds:.0f} s (0: cached)"
+    )
+    atomic_write_text(folder / "area.json", json.dumps(res.to_json(), indent=1) + "\n")
+    out.print(f"report: {folder / 'area.json'}")
+
+
 @hdl_app.command("fpga")
 def fpga(
     folder: Annotated[Path, typer.Argument(help="A folder written by `insitu hdl generate`.")],

@@ -6,12 +6,16 @@ yosys is missing).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from test_cosim import SMALL
+from typer.testing import CliRunner
 
 from insitu import config
+from insitu.cli import app
+from insitu.cosim.area import area_cache
 from insitu.cosim.costs import CostModel
 from insitu.cosim.run import chip_for
 from insitu.hdl.asic_area import (
@@ -20,7 +24,7 @@ from insitu.hdl.asic_area import (
     split_modules,
     synthesize_area,
 )
-from insitu.hdl.export import SUBARRAY, TOP, to_verilog
+from insitu.hdl.export import SUBARRAY, TOP, generate, to_verilog
 from insitu.hdl.toolchain import have_tool
 from insitu.tech.loader import CellLibrary, load_cells, load_node
 
@@ -102,13 +106,19 @@ def test_cell_library_is_cited_and_validated() -> None:
     assert load_node("7nm").logic_area_scale < load_node("65nm").logic_area_scale
 
 
-def test_synthesized_area_of_a_small_chip(tmp_path: Path) -> None:
+def test_area_command_refuses_an_unknown_node(tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, ["hdl", "area", str(tmp_path), "--node", "3nm"])
+    assert res.exit_code != 0 and "--node = '3nm': allowed: 180nm" in str(res.exception)
+
+
+def test_synthesized_area_of_a_small_chip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if not have_tool("yosys"):
         pytest.skip("yosys is not installed (make setup installs it)")
+    monkeypatch.setenv("INSITU_CACHE", str(tmp_path))
     dp = config.load("digits", SMALL)
     p = chip_for(dp)
     _, verilog = to_verilog(p)
-    area = synthesize_area(verilog, TOP, standins=[SUBARRAY], cache=tmp_path)
+    area = synthesize_area(verilog, TOP, standins=[SUBARRAY], cache=area_cache())
     assert area.seconds > 0 and "Yosys" in area.yosys
     mods = area.modules
     # every WGU lane of the chip is one circuit: one class, one instance per lane
@@ -125,8 +135,15 @@ def test_synthesized_area_of_a_small_chip(tmp_path: Path) -> None:
     assert len(act) == len(p.layers) and all(w % p.activation_bits == 0 for _, w in act)
     assert area.ram_bits >= sum(words * width for words, width in rams.values()) > 0
     # the cache gives the same result without running yosys
-    again = synthesize_area(verilog, TOP, standins=[SUBARRAY], cache=tmp_path)
+    again = synthesize_area(verilog, TOP, standins=[SUBARRAY], cache=area_cache())
     assert again.seconds == 0 and again.modules == area.modules
+    # insitu hdl area on the generated folder: the same classes (from the cache), area.json
+    generate(p, tmp_path / "rtl")
+    res = CliRunner().invoke(app, ["hdl", "area", str(tmp_path / "rtl"), "--node", "32nm"])
+    assert res.exit_code == 0, res.output
+    assert "synthesis 0 s (0: cached)" in res.output
+    report = json.loads((tmp_path / "rtl" / "area.json").read_text())
+    assert report["modules"].keys() == area.modules.keys()
 
     model = CostModel(dp, p)
     synth = CostModel(dp, p, area)
