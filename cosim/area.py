@@ -2,7 +2,7 @@
 
 This module owns when and where the chip's digital blocks are synthesized for the area
 breakdown (:func:`insitu.hdl.asic_area.synthesize_area`): in a background thread (yosys runs
-as child processes, so training keeps its cores busy meanwhile), cached under
+as child processes at nice 10, so training keeps its cores and its speed), cached under
 ``$INSITU_CACHE/area`` by the hash of the Verilog, and skipped with the reason in the summary
 when yosys is missing or fails.
 """
@@ -40,7 +40,9 @@ def start_synthesis(
     if on_status:
         on_status("synthesizing the digital blocks for the area breakdown (yosys, background)")
     pool = ThreadPoolExecutor(1, thread_name_prefix="insitu-area")
-    future = pool.submit(synthesize_area, text, TOP, standins=[SUBARRAY], cache=area_cache())
+    future = pool.submit(
+        synthesize_area, text, TOP, standins=[SUBARRAY], cache=area_cache(), nice=10
+    )
     pool.shutdown(wait=False)
     return future
 

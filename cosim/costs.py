@@ -477,6 +477,7 @@ class CostModel:
             "analog": "cells, ADCs and subarray shift-add: "
             + ("analog LUT" if "adc_area" in self.lut_costs else "cited unit areas"),
             "synthesis_s": round(self.synth.seconds, 1),
+            "synthesis_cached": self.synth.seconds == 0,
         }
 
     # -- reports ----------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import tempfile
 import time
 from collections import defaultdict
@@ -338,13 +339,15 @@ def synthesize_area(
     jobs: int = 2,
     cache: Path | None = None,
     timeout_s: float = 3600.0,
+    nice: int = 0,
 ) -> AsicArea:
     """Synthesize one module of every class of *verilog* onto *library*'s cells.
 
     ``standins`` (and the modules only they instantiate) are black boxes: the caller prices
     them otherwise (the subarray stands for the analog array and ADCs). ``jobs`` yosys
     processes share the classes, largest first. With ``cache``, the result is kept in
-    ``cache/<hash>.json`` and reused.
+    ``cache/<hash>.json`` and reused. ``nice`` > 0 runs yosys at that lower priority (the
+    co-simulation's training keeps the cores).
 
     Raises:
         ToolError: yosys is missing or fails, or the top is not in the text.
@@ -353,6 +356,8 @@ def synthesize_area(
     lib_text = liberty_text(lib)
     yosys = find_tool("yosys")
     modules = split_modules(verilog)
+    renice = shutil.which("nice") if nice > 0 else None
+    run_as = [renice, "-n", str(nice), *yosys] if renice else yosys
     cls, count, _ = module_classes(modules, top, standins)
     digest = hashlib.sha256(
         "\0".join([verilog, lib_text, _SCRIPT, top, *standins, " ".join(yosys)]).encode()
@@ -373,7 +378,7 @@ def synthesize_area(
         with ThreadPoolExecutor(len(bins)) as pool:
             futures = [
                 pool.submit(
-                    _run_yosys, yosys, modules, b, lib_text, Path(tmp) / f"job{i}", timeout_s
+                    _run_yosys, run_as, modules, b, lib_text, Path(tmp) / f"job{i}", timeout_s
                 )
                 for i, b in enumerate(bins)
             ]
