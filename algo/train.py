@@ -2,7 +2,11 @@
 
 A checkpoint holds everything the next epoch depends on (weights, optimizer or integer state,
 random generators, history), written atomically after every epoch, so a killed run resumed with
-``resume=True`` ends with the same results as an uninterrupted one with the same seed.
+``resume=True`` ends with the same results as an uninterrupted one with the same seed. With
+``checkpoint_every = K`` a checkpoint is also written every K batches inside an epoch: it adds
+the batch reached and the epoch's running loss and accuracy, and the model's state carries the
+ADC ranges calibrated at the epoch's start; the batch order is fixed by (seed, epoch), so a
+resumed run skips the batches already trained and goes on.
 """
 
 from __future__ import annotations
@@ -56,6 +60,15 @@ def load_data(dp: DesignPoint) -> Dataset:
     return load_dataset(dp.network.dataset, data_dir=dp.network.data_dir, seed=dp.learning.seed)
 
 
+def _checkpoint(path: Path, state: dict[str, Any]) -> None:
+    def _save(f: Any) -> None:
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        f.write(buf.getvalue())
+
+    write_bytes_with(path, _save)
+
+
 def train(
     dp: DesignPoint,
     out_dir: str | Path,
@@ -64,8 +77,12 @@ def train(
     progress: Progress | None = None,
     data: Dataset | None = None,
     model: FloatMLP | HardwareMLP | SpikingNet | None = None,
+    checkpoint_every: int = 0,
 ) -> dict[str, Any]:
     """Train the design point, writing checkpoints and ``summary.json`` into ``out_dir``.
+
+    ``checkpoint_every``: also checkpoint every that many batches inside an epoch (0: at the
+    end of each epoch only).
 
     ``model`` replaces the one :func:`build_model` makes (the co-simulation passes a
     :class:`HardwareMLP` whose steps also run on the RTL).
@@ -76,9 +93,19 @@ def train(
     x_train, x_test = prepare_inputs(dp, data.x_train), prepare_inputs(dp, data.x_test)
     y_train, y_test = torch.tensor(data.y_train), torch.tensor(data.y_test)
     model = model if model is not None else build_model(dp)
+    if checkpoint_every < 0:
+        raise DesignError(f"--checkpoint-every = {checkpoint_every}: allowed: 0 or more batches")
+    if checkpoint_every and dp.network.activation == "lif":
+        raise DesignError(
+            f"--checkpoint-every = {checkpoint_every} with network.activation = lif: allowed: 0 "
+            "(a spiking network's event counts are kept per epoch, so it checkpoints at epoch "
+            "ends)"
+        )
     history: list[dict[str, Any]] = []
     start_epoch = 0
     elapsed = 0.0
+    # a checkpoint inside an epoch: batches already trained, and the running sums
+    skip, running = 0, (0, 0, 0.0)
     ckpt_path = out / CHECKPOINT
     if resume and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, weights_only=False)
@@ -91,6 +118,9 @@ def train(
         history = ckpt["history"]
         start_epoch = ckpt["epoch"]
         elapsed = ckpt["elapsed"]
+        if "batch" in ckpt:
+            skip = int(ckpt["batch"])
+            running = (int(ckpt["correct"]), int(ckpt["seen"]), float(ckpt["loss_sum"]))
     elif ckpt_path.exists() and not resume:
         raise DesignError(
             f"{out} already holds a run (checkpoint.pt): pass --resume or a new --out"
@@ -99,12 +129,13 @@ def train(
     for epoch in range(start_epoch, dp.learning.epochs):
         t0 = time.perf_counter()
         model.start_epoch(epoch)
-        if isinstance(model, HardwareMLP):
+        # inside an epoch the restored state already holds this epoch's calibration
+        if skip == 0 and isinstance(model, HardwareMLP):
             model.calibrate_adc(x_train[:CALIBRATION_SAMPLES])
-        elif isinstance(model, SpikingNet):
+        elif skip == 0 and isinstance(model, SpikingNet):
             model.calibrate(x_train[:CALIBRATION_SAMPLES])
-        correct = seen = 0
-        loss_sum = 0.0
+        correct, seen, loss_sum = running
+        resumed_at, skip, running = skip, 0, (0, 0, 0.0)
         n_batches = -(-len(x_train) // dp.learning.batch_size)
         for b, (idx, _) in enumerate(
             batches(
@@ -115,11 +146,28 @@ def train(
                 epoch=epoch,
             )
         ):
+            if b < resumed_at:
+                continue
             xb, yb = x_train[idx], y_train[idx]
             out_b, loss = model.train_step(xb, yb)
             correct += int((out_b.argmax(1) == yb).sum())
             seen += len(yb)
             loss_sum += loss * len(yb)
+            if checkpoint_every and (b + 1) % checkpoint_every == 0 and b + 1 < n_batches:
+                _checkpoint(
+                    ckpt_path,
+                    {
+                        "design": dp.dump(),
+                        "model": model.state_dict(),
+                        "history": history,
+                        "epoch": epoch,  # not finished
+                        "batch": b + 1,
+                        "correct": correct,
+                        "seen": seen,
+                        "loss_sum": loss_sum,
+                        "elapsed": elapsed + time.perf_counter() - t0,
+                    },
+                )
             if progress:
                 progress(
                     {
@@ -144,20 +192,16 @@ def train(
         history.append(record)
         if progress:
             progress({"epoch_done": record})
-        state = {
-            "design": dp.dump(),
-            "model": model.state_dict(),
-            "history": history,
-            "epoch": epoch + 1,
-            "elapsed": elapsed,
-        }
-
-        def _save(f: Any, state: dict[str, Any] = state) -> None:
-            buf = io.BytesIO()
-            torch.save(state, buf)
-            f.write(buf.getvalue())
-
-        write_bytes_with(ckpt_path, _save)
+        _checkpoint(
+            ckpt_path,
+            {
+                "design": dp.dump(),
+                "model": model.state_dict(),
+                "history": history,
+                "epoch": epoch + 1,
+                "elapsed": elapsed,
+            },
+        )
 
     last = history[-1] if history else {}
     summary: dict[str, Any] = {

@@ -143,6 +143,7 @@ def run_cosim(
     instances: int = 1,
     pgo: bool = False,
     area: Literal["synth", "model"] = "synth",
+    checkpoint_every: int = 0,
     progress: Progress | None = None,
     on_status: Any = None,
 ) -> dict[str, Any]:
@@ -159,7 +160,10 @@ def run_cosim(
 
     ``area``: ``synth`` synthesizes the chip's digital blocks with yosys while it trains
     (:func:`.area.start_synthesis`, cached) for the area breakdown; ``model`` uses cited unit
-    areas only."""
+    areas only.
+
+    ``checkpoint_every``: a checkpoint every that many batches inside an epoch too (one chip
+    instance; :func:`insitu.algo.train.train`)."""
     from ..config import DesignError
 
     check_design(dp, rtl_every)
@@ -172,6 +176,12 @@ def run_cosim(
         )
     if pgo and engine != "verilator":
         raise DesignError(f"--pgo with --engine = {engine!r}: allowed only with verilator")
+    if checkpoint_every and instances > 1:
+        raise DesignError(
+            f"--checkpoint-every = {checkpoint_every} with --instances = {instances}: allowed: "
+            "0 (chip instances check segments of the epoch in parallel, so a checkpoint waits "
+            "for the epoch's end)"
+        )
     if area not in ("synth", "model"):
         raise DesignError(f"--area = {area!r}: allowed: synth, model")
     p = chip_for(dp)
@@ -213,7 +223,15 @@ def run_cosim(
         on_status("training with the chip in the loop")
     t1 = time.perf_counter()
     try:
-        summary = train(dp, out, resume=resume, progress=progress, data=data, model=model)
+        summary = train(
+            dp,
+            out,
+            resume=resume,
+            progress=progress,
+            data=data,
+            model=model,
+            checkpoint_every=checkpoint_every,
+        )
         if isinstance(model, SegmentedRtlMLP):
             model.join()
         else:

@@ -70,6 +70,7 @@ def cosim(
     instances: int = 1,
     pgo: bool = False,
     area: str = "synth",
+    checkpoint_every: int = 0,
 ) -> None:
     """The body of ``insitu cosim`` (registered in :mod:`insitu.cli`)."""
     # the chip computes the integer contract: hardware mode unless the user asked otherwise
@@ -93,6 +94,7 @@ def cosim(
             "instances": instances,
             "pgo": pgo,
             "area": area,
+            "checkpoint_every": checkpoint_every,
         }
         _run(dp, design, out_dir, quiet, kwargs)
     except PlanError as exc:  # an ADC table file or LUT that cannot be used
@@ -299,6 +301,14 @@ def cosim_command(
             "(runs beside training, cached); model: cited unit areas only.",
         ),
     ] = "synth",
+    checkpoint_every: Annotated[
+        int,
+        typer.Option(
+            "--checkpoint-every",
+            help="Also checkpoint every N batches inside an epoch (one chip instance), so "
+            "--resume loses at most N batches; 0: at epoch ends only.",
+        ),
+    ] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Train with the generated chip in the loop (bit-exact), report latency/energy/area."""
@@ -317,4 +327,5 @@ def cosim_command(
         instances=instances,
         pgo=pgo,
         area=area,
+        checkpoint_every=checkpoint_every,
     )

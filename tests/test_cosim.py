@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -281,6 +282,45 @@ def test_cosim_epoch_resume_and_metrics(tmp_path: Path, verilator_cache: Path) -
     # --area model: cited unit areas for every block
     m2 = summarize(dp2, p, s2["counters"])
     assert m2["area_mm2"]["source"]["digital"].startswith("cited unit areas")
+
+
+def test_cosim_killed_inside_an_epoch_resumes_bit_exact(
+    tmp_path: Path, verilator_cache: Path
+) -> None:
+    # a checkpoint every 50 batches: killed at batch 120, the run resumes on a fresh chip at
+    # batch 101 and ends as the uninterrupted run does
+    full = run_cosim(small(), tmp_path / "full", fast_build=True, area="model")
+
+    def kill(info: dict[str, Any]) -> None:
+        if info.get("batch") == 120:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_cosim(
+            small(),
+            tmp_path / "cut",
+            fast_build=True,
+            area="model",
+            checkpoint_every=50,
+            progress=kill,
+        )
+    ckpt = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)
+    assert (ckpt["epoch"], ckpt["batch"]) == (0, 100)
+    cut = run_cosim(
+        small(),
+        tmp_path / "cut",
+        fast_build=True,
+        area="model",
+        checkpoint_every=50,
+        resume=True,
+    )
+    assert cut["mismatches"] == 0
+    assert cut["test_accuracy"] == full["test_accuracy"]
+    assert cut["history"][0]["loss"] == full["history"][0]["loss"]
+    # every sample went through the RTL once, across the two processes
+    assert cut["rtl"]["rtl_samples"] == full["rtl"]["rtl_samples"] == cut["counters"]["samples"]
+    with pytest.raises(config.DesignError, match="--checkpoint-every = 5 with --instances = 2"):
+        run_cosim(small(), tmp_path / "x", instances=2, checkpoint_every=5)
 
 
 def test_spot_checks_compare_weights_and_keep_reloads_out_of_offchip(

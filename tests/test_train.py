@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -49,6 +50,39 @@ def test_resume_is_identical_to_an_uninterrupted_run(tmp_path: Path, mode: str) 
     assert [{k: v for k, v in h.items() if k != "seconds"} for h in resumed["history"]] == strip
     for a, b in zip(_ckpt_weights(tmp_path / "full"), _ckpt_weights(tmp_path / "cut"), strict=True):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("mode", ["float", "hardware"])
+def test_a_run_killed_inside_an_epoch_resumes_from_its_last_batch_checkpoint(
+    tmp_path: Path, mode: str
+) -> None:
+    sets = [f"learning.mode={mode}", "network.layers=[64, 32, 10]", "learning.epochs=2"]
+    dp = config.load("digits", sets)
+    full = train(dp, tmp_path / "full")
+
+    def kill(info: dict[str, Any]) -> None:
+        if info.get("epoch") == 1 and info.get("batch") == 30:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(dp, tmp_path / "cut", progress=kill, checkpoint_every=12)
+    ckpt = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)
+    assert (ckpt["epoch"], ckpt["batch"]) == (1, 24)  # the last checkpoint before the kill
+    trained: list[int] = []
+    resumed = train(
+        dp,
+        tmp_path / "cut",
+        resume=True,
+        checkpoint_every=12,
+        progress=lambda i: trained.append(i["batch"]) if "batch" in i else None,
+    )
+    assert trained[0] == 25  # batches 1..24 of epoch 2 are not trained again
+    strip = [{k: v for k, v in h.items() if k != "seconds"} for h in full["history"]]
+    assert [{k: v for k, v in h.items() if k != "seconds"} for h in resumed["history"]] == strip
+    for a, b in zip(_ckpt_weights(tmp_path / "full"), _ckpt_weights(tmp_path / "cut"), strict=True):
+        assert torch.equal(a, b)
+    with pytest.raises(config.DesignError, match="--checkpoint-every = -1: allowed: 0 or more"):
+        train(dp, tmp_path / "neg", checkpoint_every=-1)
 
 
 def test_resume_refuses_another_design_and_fresh_run_refuses_old_folder(tmp_path: Path) -> None:
