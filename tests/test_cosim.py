@@ -295,25 +295,16 @@ def test_cosim_killed_inside_an_epoch_resumes_bit_exact(
         if info.get("batch") == 120:
             raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
-        run_cosim(
-            small(),
-            tmp_path / "cut",
-            fast_build=True,
-            area="model",
-            checkpoint_every=50,
-            progress=kill,
+    def cut_run(**kw: Any) -> dict[str, Any]:
+        return run_cosim(
+            small(), tmp_path / "cut", fast_build=True, area="model", checkpoint_every=50, **kw
         )
+
+    with pytest.raises(KeyboardInterrupt):
+        cut_run(progress=kill)
     ckpt = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)
     assert (ckpt["epoch"], ckpt["batch"]) == (0, 100)
-    cut = run_cosim(
-        small(),
-        tmp_path / "cut",
-        fast_build=True,
-        area="model",
-        checkpoint_every=50,
-        resume=True,
-    )
+    cut = cut_run(resume=True)
     assert cut["mismatches"] == 0
     assert cut["test_accuracy"] == full["test_accuracy"]
     assert cut["history"][0]["loss"] == full["history"][0]["loss"]
