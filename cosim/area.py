@@ -9,7 +9,6 @@ when yosys is missing or fails.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -18,14 +17,14 @@ from ..hdl.asic_area import AsicArea, synthesize_area
 from ..hdl.export import SUBARRAY, TOP, to_verilog
 from ..hdl.params import ChipParams
 from ..hdl.toolchain import ToolError, have_tool
+from .verilator_model import default_cache
 
 __all__ = ["area_cache", "finish_synthesis", "start_synthesis"]
 
 
 def area_cache() -> Path:
-    """``$INSITU_CACHE/area`` or ``~/.cache/insitu/area``."""
-    root = os.environ.get("INSITU_CACHE") or Path.home() / ".cache" / "insitu"
-    return Path(root) / "area"
+    """``$INSITU_CACHE/area`` or ``~/.cache/insitu/area`` (beside the Verilator builds)."""
+    return default_cache().parent / "area"
 
 
 def start_synthesis(

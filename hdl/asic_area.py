@@ -355,16 +355,17 @@ def synthesize_area(
     lib = load_cells(library)
     lib_text = liberty_text(lib)
     yosys = find_tool("yosys")
-    modules = split_modules(verilog)
-    renice = shutil.which("nice") if nice > 0 else None
-    run_as = [renice, "-n", str(nice), *yosys] if renice else yosys
-    cls, count, _ = module_classes(modules, top, standins)
     digest = hashlib.sha256(
         "\0".join([verilog, lib_text, _SCRIPT, top, *standins, " ".join(yosys)]).encode()
     ).hexdigest()[:24]
     cached = cache / f"area-{digest}.json" if cache is not None else None
     if cached is not None and cached.exists():
         return AsicArea.from_json(json.loads(cached.read_text(encoding="utf-8")))
+
+    modules = split_modules(verilog)
+    renice = shutil.which("nice") if nice > 0 else None
+    run_as = [renice, "-n", str(nice), *yosys] if renice else yosys
+    cls, count, _ = module_classes(modules, top, standins)
 
     t0 = time.perf_counter()
     reps = sorted(set(cls.values()), key=lambda r: -len(modules[r]))
